@@ -1,0 +1,217 @@
+"""Typed configuration and the named presets.
+
+One code path runs every scale; a preset only fills these dataclasses differently.
+``get_preset("toy")`` is the CPU world the book runs on; ``voc``, ``context`` and
+``cocostuff`` are the paper's settings (DeepLabv2-ResNet-101, 600-d embeddings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+METHODS = ("cagnet", "zs3net", "seen-only")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network widths. ``embed_dim`` is both the feature width and the class-embedding width."""
+
+    backbone: str = "deeplabv2"  # "deeplabv2" (ResNet-101) | "toy" (small CNN)
+    embed_dim: int = 600  # d: ASPP output = word-embedding width
+    pretrained: bool = False  # ImageNet weights for the ResNet-101 trunk
+    toy_width: int = 64  # channels of the toy backbone
+    toy_stride: int = 2  # output stride of the toy backbone
+    aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
+    multiscale: tuple[float, ...] = (1.0, 0.75, 0.5)  # training scales; a max is added
+    context_hidden: int = 256  # width of the three dilated convs of CM
+    context_dilations: tuple[int, ...] = (1, 2, 5)
+    logvar_relu: bool = True  # the official code puts a ReLU on log sigma^2 (so sigma >= 1)
+    generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
+    generator_dropout: float = 0.5
+    disc_hidden: int = 1024
+    disc_dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives, which classes are unseen, and the augmentation."""
+
+    dataset: str = "voc"  # "toy" | "voc" | "context" | "cocostuff"
+    root: str | None = None  # data folder; None -> $CAGNET_DATA or the user cache
+    split: str = "cagnet"  # named unseen split ("cagnet", "zs3-2", ..., "zs3-10")
+    unseen: tuple[str, ...] | None = None  # explicit unseen class names override `split`
+    crop: int = 368
+    scale_range: tuple[float, float] = (0.5, 1.5)
+    flip: bool = True
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # toy world only
+    image_size: int = 64
+    num_train: int = 2000
+    num_test: int = 400
+    data_seed: int = 0
+    # embeddings: word-vector sources concatenated in this order
+    embedding_sources: tuple[str, ...] = ("fasttext", "word2vec")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss kinds and weights (official defaults)."""
+
+    gan: str = "l1"  # "l1" (official: |sigmoid - target|) | "bce" | "lsgan"
+    content: str = "mmd"  # "mmd" (official, RBF kernels) | "l2" (the paper's text)
+    mmd_sigmas: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 40.0, 60.0)
+    w_kl: float = 100.0  # backbone: KL
+    w_ce_real_backbone: float = 0.5  # backbone: CE on real features
+    w_ce_real: float = 1.0  # D/C: CE on real features
+    w_ce_fake_train: float = 0.0  # D/C: CE on fake features, training stage
+    w_ce_real_finetune: float = 0.25  # D/C in fine-tuning
+    w_ce_fake_finetune: float = 0.75
+    w_gan_g: float = 1.0  # G: adversarial
+    w_content: float = 50.0  # G: content (MMD or L2)
+    w_ce_fake_g: float = 1.0  # G: classification of its fakes
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The alternating schedule and the optimisers."""
+
+    iters: int = 40_000  # training stage
+    finetune_iters: int = 6_000  # fine-tuning stage
+    switch_every: int = 100  # fine-tuning alternates train-step / fine-tune-step blocks
+    unseen_weight: float = 10.0  # fake label maps sample unseen classes with weight 1+9
+    batch_size: int = 8
+    lr: float = 2.5e-4  # backbone SGD
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_mult_context: float = 5.0
+    lr_mult_aspp_weight: float = 10.0
+    lr_mult_aspp_bias: float = 20.0
+    poly_power: float = 0.9
+    lr_d: float = 2.5e-4  # Adam, discriminator/classifier
+    lr_g: float = 2e-4  # Adam, generator
+    adam_betas: tuple[float, float] = (0.5, 0.999)
+    fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
+    seed: int = 0
+    num_workers: int = 4
+    log_every: int = 20
+    eval_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 1000
+    amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
+    channels_last: bool = True
+    compile: bool = False
+    calibration: float = 0.0  # test-time constant subtracted from seen scores (SPNet)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run needs."""
+
+    name: str
+    method: str = "cagnet"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def replace(self, **changes: object) -> Config:
+        """A copy with top-level fields changed, e.g. ``cfg.replace(method="zs3net")``."""
+        if "method" in changes and changes["method"] not in METHODS:
+            raise ValueError(f"unknown method {changes['method']!r}; choose one of {METHODS}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        def build(kind, values):
+            kw = {}
+            for f in dataclasses.fields(kind):
+                if f.name in values:
+                    v = values[f.name]
+                    kw[f.name] = tuple(v) if isinstance(v, list) else v
+            return kind(**kw)
+
+        return cls(
+            name=d["name"],
+            method=d.get("method", "cagnet"),
+            model=build(ModelConfig, d.get("model", {})),
+            data=build(DataConfig, d.get("data", {})),
+            loss=build(LossConfig, d.get("loss", {})),
+            train=build(TrainConfig, d.get("train", {})),
+        )
+
+
+def _voc() -> Config:
+    return Config(name="voc", data=DataConfig(dataset="voc"))
+
+
+def _context() -> Config:
+    return Config(
+        name="context",
+        data=DataConfig(dataset="context"),
+        train=TrainConfig(unseen_weight=10.0),
+    )
+
+
+def _cocostuff() -> Config:
+    return Config(
+        name="cocostuff",
+        data=DataConfig(dataset="cocostuff"),
+        train=TrainConfig(iters=100_000, finetune_iters=10_000, unseen_weight=10.0),
+    )
+
+
+def _toy() -> Config:
+    # Small enough for a CPU: a 64x64 synthetic world, a small CNN and narrow heads.
+    return Config(
+        name="toy",
+        model=ModelConfig(
+            backbone="toy",
+            embed_dim=64,
+            multiscale=(1.0,),
+            context_hidden=64,
+            generator_hidden=(128, 128),
+            generator_dropout=0.2,
+            disc_hidden=128,
+            disc_dropout=0.2,
+        ),
+        data=DataConfig(
+            dataset="toy",
+            split="default",
+            crop=64,
+            scale_range=(1.0, 1.0),
+            mean=(0.5, 0.5, 0.5),
+            std=(0.25, 0.25, 0.25),
+            embedding_sources=("toy-a", "toy-b"),
+        ),
+        train=TrainConfig(
+            iters=1500,
+            finetune_iters=300,
+            switch_every=20,
+            batch_size=16,
+            lr=1e-2,
+            lr_d=1e-3,
+            lr_g=1e-3,
+            num_workers=0,
+            log_every=20,
+            checkpoint_every=250,
+            amp="off",
+            channels_last=False,
+        ),
+    )
+
+
+PRESETS = {"toy": _toy, "voc": _voc, "context": _context, "cocostuff": _cocostuff}
+
+
+def get_preset(name: str) -> Config:
+    """Return a fresh `Config` for a named preset (``toy``, ``voc``, ``context``, ``cocostuff``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}"
+        ) from None
