@@ -1,0 +1,143 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)`` and resume bit-identically.
+
+A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts (no pickled
+classes): the configuration as `Config.to_dict`, the model's ``state_dict``, every optimiser's
+``state_dict``, the iteration, the stage and the state of every random number generator
+(torch CPU and CUDA, numpy, Python). It is written to a temporary file in the same folder and
+moved over the old one with ``os.replace``, so a run killed while saving never leaves a
+half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cagnet.config import Config
+from cagnet.errors import CagnetError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "config", "model", "iteration", "stage", "classes")
+
+
+class CheckpointError(CagnetError):
+    """A checkpoint that is missing, corrupt, or made for a different run."""
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file + ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save({"format": FORMAT_VERSION, **state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint`; only tensors and plain data are unpickled.
+
+    Raises `CheckpointError` with the reason when the file is missing, is not a checkpoint,
+    is truncated or corrupt, or lacks the keys a cagnet checkpoint has.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file a "
+                              "`cagnet train --out DIR` run wrote (DIR/checkpoint.pt)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many kinds for truncated or foreign files
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: it is corrupt or not a cagnet checkpoint "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "retrain or resume from an intact copy"
+        ) from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a cagnet checkpoint (missing {', '.join(missing)})")
+    if state["format"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {state['format']}, this version "
+                              f"of cagnet reads format {FORMAT_VERSION}")
+    return state
+
+
+def checkpoint_config(state: dict) -> Config:
+    """The `Config` a checkpoint was trained with."""
+    try:
+        return Config.from_dict(state["config"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint holds an unreadable configuration ({exc})") from None
+
+
+def check_same_run(state: dict, cfg: Config, path: str | os.PathLike) -> None:
+    """Refuse to resume ``state`` under a ``cfg`` that describes another model or dataset.
+
+    The preset, method, model and data settings must match; the schedule (``train``) may
+    differ, e.g. to extend a finished run with more iterations.
+    """
+    saved = checkpoint_config(state)
+    for what, a, b in (
+        ("preset", saved.name, cfg.name),
+        ("method", saved.method, cfg.method),
+        ("model settings", saved.model, cfg.model),
+        ("data settings (dataset, split, unseen classes)", saved.data, cfg.data),
+    ):
+        if a != b:
+            shown = (a, b) if isinstance(a, str) else ("(as saved)", "(as asked)")
+            raise CheckpointError(
+                f"checkpoint {path} was made with different {what}: {shown[0]} vs {shown[1]}; "
+                "pass the options of the saved run, or another --out folder to start afresh"
+            )
+
+
+def rng_state() -> dict[str, Any]:
+    """The state of every generator training draws from: torch, CUDA, numpy, Python."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore generators saved by `rng_state`."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[Any, Config, dict]:
+    """Rebuild a trained model from a checkpoint, in eval mode.
+
+    Returns ``(model, config, classes)``; ``classes`` has ``names``, ``seen`` and ``unseen``.
+    ``device`` None picks CUDA when available.
+    """
+    from cagnet.models import CaGNet
+
+    state = load_checkpoint(path)
+    cfg = checkpoint_config(state)
+    classes = state["classes"]
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    names = classes["names"]
+    bare = cfg.replace(model=dataclasses.replace(cfg.model, pretrained=False))  # no download
+    model = CaGNet(bare, len(names), torch.zeros(len(names), cfg.model.embed_dim))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit its own configuration: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return model.to(dev).eval(), cfg, classes

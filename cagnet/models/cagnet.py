@@ -1,0 +1,160 @@
+"""CaGNet and its two baselines in one module: segmentation {E, CM, C} and generation {CM, G, D, C}.
+
+``method`` picks the variant:
+
+- ``"cagnet"``: E -> CM -> C; G reads (embedding, contextual latent code z) from CM.
+- ``"zs3net"``: E -> sigmoid -> C; G reads (embedding, random noise). No CM.
+- ``"seen-only"``: E -> sigmoid -> C; no G. The lower bound on unseen classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cagnet.config import METHODS, Config
+from cagnet.errors import ConfigError
+from cagnet.models.backbone import build_backbone, max_over_scales
+from cagnet.models.context import ContextOutput, ContextualModule
+from cagnet.models.discriminator import Discriminator
+from cagnet.models.generator import Generator, ZS3Generator
+
+
+class CaGNet(nn.Module):
+    """The whole network for one method; ``class_embeddings`` (K, d) is a buffer."""
+
+    def __init__(self, cfg: Config, num_classes: int, class_embeddings: Tensor) -> None:
+        super().__init__()
+        if cfg.method not in METHODS:
+            raise ConfigError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+        m = cfg.model
+        d = m.embed_dim
+        emb = torch.as_tensor(class_embeddings, dtype=torch.float32)
+        if emb.shape != (num_classes, d):
+            raise ConfigError(
+                f"class_embeddings must have shape (num_classes, embed_dim) = ({num_classes}, "
+                f"{d}), got {tuple(emb.shape)}; build them with the same dataset and "
+                f"embedding sources as the model config"
+            )
+        self.method = cfg.method
+        self.num_classes = num_classes
+        self.backbone = build_backbone(m)  # E
+        self.context = (  # CM
+            ContextualModule(d, m.context_hidden, m.context_dilations, m.logvar_relu)
+            if cfg.method == "cagnet"
+            else None
+        )
+        gen_cls = {"cagnet": Generator, "zs3net": ZS3Generator}.get(cfg.method)
+        self.generator = (  # G
+            gen_cls(d, d, m.generator_hidden, d, m.generator_dropout) if gen_cls else None
+        )
+        self.discriminator = Discriminator(d, m.disc_hidden, num_classes, m.disc_dropout)  # D, C
+        self.register_buffer("class_embeddings", emb)  # (K, d)
+
+    def _real_feature(self, aspp_out: Tensor) -> tuple[Tensor, ContextOutput | None]:
+        # E(x) (B, d, h, w) -> the real feature fed to C, (B, d, h, w) in (0, 1)
+        if self.context is None:
+            return torch.sigmoid(aspp_out), None
+        ctx = self.context(aspp_out)
+        return ctx.feature, ctx
+
+    def segment(self, x: Tensor) -> dict:
+        """Real features and class logits at every training scale.
+
+        Returns ``features`` = [f(x1), f(x0.75), f(x0.5), ..., max] (each at its own size;
+        just [f(x1)] with one scale), ``ctx`` = CM's output at x1 (None without CM) and
+        ``logits`` = C applied to each feature.
+        """
+        features: list[Tensor] = []
+        ctx = None
+        for i, aspp_out in enumerate(self.backbone.scale_pyramid(x)):
+            f, c = self._real_feature(aspp_out)
+            features.append(f)
+            if i == 0:
+                ctx = c
+        if len(features) > 1:
+            features.append(max_over_scales(features))
+        return {"features": features, "ctx": ctx, "logits": [self.classify(f) for f in features]}
+
+    forward = segment
+
+    def embed_labels(self, label_map: Tensor) -> Tensor:
+        """Embedding map: (B, h, w) class ids -> (B, d, h, w); ignored / out-of-range ids -> 0."""
+        K = self.class_embeddings.shape[0]
+        table = F.pad(self.class_embeddings, (0, 0, 0, 1))  # (K + 1, d), last row zeros
+        idx = torch.where((label_map >= 0) & (label_map < K), label_map, K)
+        return F.embedding(idx, table).permute(0, 3, 1, 2)  # (B, d, h, w)
+
+    def generate(self, label_map: Tensor, latent: Tensor | None = None) -> Tensor:
+        """Fake features G(w, z) for a label map (B, h, w) -> (B, d, h, w).
+
+        CaGNet: ``latent`` is the contextual code z (B, d, h, w) from CM, detached here so no
+        gradient reaches CM from G; None samples z ~ N(0, I). ZS3Net: the noise is always
+        random and ``latent`` is not used.
+        """
+        if self.generator is None:
+            raise ConfigError(
+                f"method {self.method!r} has no generator; use method 'cagnet' or 'zs3net'"
+            )
+        w = self.embed_labels(label_map)  # (B, d, h, w)
+        if isinstance(self.generator, ZS3Generator):
+            return self.generator(w)
+        if latent is None:
+            B, _, h, wd = w.shape
+            latent = torch.randn(
+                B, self.generator.latent_dim, h, wd, device=w.device, dtype=w.dtype
+            )
+        elif latent.shape[-2:] != label_map.shape[-2:]:
+            raise ValueError(
+                f"latent map {tuple(latent.shape)} and label map {tuple(label_map.shape)} "
+                f"differ in size; resize the labels to the feature map (resize_labels)"
+            )
+        return self.generator(w, latent.detach())
+
+    def classify(self, features: Tensor) -> Tensor:
+        """C: features (B, d, h, w) -> class logits (B, K, h, w)."""
+        return self.discriminator.classify(features)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Class logits (B, K, H, W) at the input size from the x1 scale; call ``eval()`` first."""
+        f, _ = self._real_feature(self.backbone(x))
+        logits = self.classify(f)  # (B, K, h, w)
+        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _numel(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def count_parameters(model_or_cfg: CaGNet | Config, num_classes: int | None = None) -> dict:
+    """Parameters per part: backbone (trunk), aspp, context, generator, discriminator, total.
+
+    Given a `Config`, the model is built on the meta device (no memory, no weights
+    downloaded); ``num_classes`` defaults to the number of classes of ``cfg.data``.
+    """
+    if isinstance(model_or_cfg, Config):
+        cfg = model_or_cfg
+        if num_classes is None:
+            from cagnet.data import class_split
+
+            num_classes = len(class_split(cfg.data).names)
+        cfg = cfg.replace(model=dataclasses.replace(cfg.model, pretrained=False))
+        with torch.device("meta"):
+            model = CaGNet(cfg, num_classes, torch.zeros(num_classes, cfg.model.embed_dim))
+    elif isinstance(model_or_cfg, CaGNet):
+        model = model_or_cfg
+    else:
+        raise TypeError(
+            f"count_parameters takes a CaGNet or a Config, got {type(model_or_cfg).__name__}"
+        )
+    return {
+        "backbone": _numel(model.backbone.trunk),
+        "aspp": _numel(model.backbone.aspp),
+        "context": _numel(model.context),
+        "generator": _numel(model.generator),
+        "discriminator": _numel(model.discriminator),
+        "total": _numel(model),
+    }

@@ -1,0 +1,58 @@
+"""The feature generator G: word embedding (+ latent code) -> fake pixel feature.
+
+Everything is pixel-wise (1x1 convs), so a generated map has the layout of its label map.
+CaGNet's G reads the contextual latent code z from CM; ZS3Net's reads random noise.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor, nn
+
+
+class Generator(nn.Module):
+    """G(w, z): concat(embedding map w, latent map z) -> 1x1 conv MLP -> sigmoid feature.
+
+    Widths ``embed_dim + latent_dim -> hidden... -> out_dim`` (official: 1200 -> 1024 -> 960 ->
+    864 -> 784 -> 720 -> 600), LeakyReLU(0.2) and dropout after each hidden layer, sigmoid
+    output so fake features live in (0, 1) like the real ones.
+    """
+
+    def __init__(
+        self,
+        embed_dim: int = 600,
+        latent_dim: int = 600,
+        hidden: tuple[int, ...] = (1024, 960, 864, 784, 720),
+        out_dim: int = 600,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        widths = [embed_dim + latent_dim, *hidden]
+        layers: list[nn.Module] = []
+        for cin, cout in itertools.pairwise(widths):
+            layers += [
+                nn.Conv2d(cin, cout, 1),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Dropout(dropout),
+            ]
+        layers.append(nn.Conv2d(widths[-1], out_dim, 1))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, embedding_map: Tensor, latent: Tensor) -> Tensor:
+        # embedding_map w: (B, d_w, h, w), latent z: (B, d_z, h, w) -> fake feature (B, d, h, w)
+        return torch.sigmoid(self.mlp(torch.cat([embedding_map, latent], dim=1)))
+
+
+class ZS3Generator(Generator):
+    """ZS3Net's generator: the same MLP on concat(embedding map, noise ~ N(0, I)), no context."""
+
+    def forward(self, embedding_map: Tensor, noise: Tensor | None = None) -> Tensor:
+        if noise is None:
+            B, _, h, w = embedding_map.shape
+            noise = torch.randn(
+                B, self.latent_dim, h, w, device=embedding_map.device, dtype=embedding_map.dtype
+            )
+        return super().forward(embedding_map, noise)

@@ -1,0 +1,687 @@
+"""Training CaGNet (and its baselines ZS3Net and seen-only) in one readable loop.
+
+Two stages, one code path for every method and scale:
+
+1. **Training** (``cfg.train.iters`` iterations). Each iteration runs the backbone E (and CM)
+   once on a batch of real images and builds one graph holding every loss:
+
+   - E and CM: ``w_kl * KL(mu, sigma^2) + w_ce_real_backbone * CE(C(f), y)``, the CE averaged
+     over the multi-scale outputs (x1, x0.75, x0.5, max);
+   - D and C: ``GAN(D(f), real) + GAN(D(G(w, z)), fake) + w_ce_real * CE(C(f), y)
+     + w_ce_fake_train * CE(C(G(w, z)), y)``;
+   - G: ``w_gan_g * GAN(D(G(w, z)), real) + w_content * content(G(w, z), f) + w_ce_fake_g *
+     CE(C(G(w, z)), y)``,
+
+   where f are real features, y the labels (unseen and ignored pixels 255), w the label
+   embedding map and z CM's contextual latent code (ZS3Net: random noise). A single
+   ``backward`` trains all networks, and each network still learns only from its own
+   objective: D and C see detached features, E's CE goes through a *frozen* copy of C
+   (`call_frozen`), and G's adversarial and CE terms go through a frozen copy of D.
+   (The official code runs two backward passes through the backbone per iteration.)
+
+2. **Fine-tuning** (``cfg.train.finetune_iters``). E and CM are frozen. Blocks of
+   ``switch_every`` iterations alternate between the training step above on real
+   features (only G, D and C learn) and the fine-tuning step: a random label map with
+   i.i.d. pixels over seen + unseen classes (unseen drawn ``unseen_weight`` times as
+   often), its embedding map and z ~ N(0, I) go through G, and D/C learn from
+   ``GAN + w_ce_real_finetune * CE(real) + w_ce_fake_finetune * CE(fake)``. This step runs
+   no backbone: its real features are the ones kept from the last training step (they
+   are fixed, E and CM being frozen). C meets unseen classes only here, through G.
+
+The seen-only baseline trains E and C by segmentation CE alone and has no second stage.
+
+Fast path on a GPU: autocast (bf16, or fp16 with a gradient scaler), channels-last,
+fused optimisers, ``cudnn.benchmark``, optional ``torch.compile``, and no host
+synchronisation inside a step: losses are summed on the device and read every
+``log_every`` iterations. On several GPUs (``torchrun``) the loss module is wrapped in
+``DistributedDataParallel``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from cagnet import distributed
+from cagnet.checkpoint import (
+    check_same_run,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cagnet.config import Config, TrainConfig
+from cagnet.errors import CagnetError, ConfigError
+from cagnet.evaluate import evaluate_calibrations, write_metrics
+from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, segmentation_ce
+from cagnet.models import CaGNet
+
+IGNORE = 255
+LOSS_NAMES = ("total", "e_ce", "e_kl", "d_gan", "d_ce_real", "d_ce_fake",
+              "g_gan", "g_content", "g_ce")
+
+
+class TrainingDiverged(CagnetError):
+    """A loss became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+def call_frozen(module: nn.Module, *args: Tensor) -> Any:
+    """``module(*args)`` with its parameters treated as constants.
+
+    Gradients reach the inputs but not the module's parameters: how E learns through C, and
+    G through D, without changing C or D.
+    """
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return functional_call(module, params, args)
+
+
+def is_finetune_step(cfg: TrainConfig, iteration: int) -> bool:
+    """Whether ``iteration`` (0-based, both stages counted) is a fine-tuning step on fakes.
+
+    Fine-tuning starts with ``switch_every`` training steps, then alternates blocks.
+    """
+    t = iteration - cfg.iters
+    return t >= 0 and (t // cfg.switch_every) % 2 == 1
+
+
+def total_iterations(cfg: Config) -> int:
+    """Both stages; seen-only has nothing to fine-tune (no generator) and stops after training."""
+    return cfg.train.iters + (0 if cfg.method == "seen-only" else cfg.train.finetune_iters)
+
+
+class StepLosses(nn.Module):
+    """Every loss of one iteration, returned as one scalar so that one ``backward`` trains all.
+
+    ``forward(kind, x, labels)`` with ``kind``:
+
+    - ``"real"``: training step, x = images (B, 3, H, W), E and CM learn;
+    - ``"real-frozen"``: the same with E and CM frozen (no graph through the backbone);
+    - ``"fake"``: fine-tuning step, x = kept real features (B, d, h, w), labels (B, h, w).
+
+    Returns ``(total, parts, kept)``: the scalar to differentiate, the detached loss terms
+    (a (len(LOSS_NAMES),) float32 vector) and, for the real steps, the (features, labels)
+    the fine-tuning step reuses. Routing every step through ``forward`` lets
+    ``DistributedDataParallel`` wrap this module.
+    """
+
+    def __init__(self, model: CaGNet, cfg: Config, seen: list[int], unseen: list[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = cfg.loss
+        self.fake_map_size = cfg.train.fake_map_size
+        ids = sorted(set(seen) | set(unseen))
+        weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
+        self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
+        self.register_buffer("fake_probs", torch.tensor(weights) / sum(weights), persistent=False)
+
+    def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
+        if kind == "fake":
+            return self.fake_step(x, labels)
+        return self.real_step(x, labels, train_backbone=kind == "real")
+
+    def _content(self, fake: Tensor, real: Tensor, labels: Tensor) -> Tensor:
+        # MMD kernels on bf16 distances would be meaningless: compute it in float32
+        with torch.autocast(fake.device.type, enabled=False):
+            return content_loss(fake.float(), real.float(), labels, self.loss.content,
+                                self.loss.mmd_sigmas, max_pixels=self.loss.mmd_max_pixels)
+
+    def real_step(self, images: Tensor, labels: Tensor,
+                  train_backbone: bool) -> tuple[Tensor, Tensor, Any]:
+        m, L = self.model, self.loss
+        with torch.set_grad_enabled(train_backbone and torch.is_grad_enabled()):
+            out = m.segment(images)
+        feats, ctx = out["features"], out["ctx"]  # [f(x1), f(x0.75), ..., max], CM output at x1
+        real = feats[0]  # (B, d, h, w)
+        y = resize_labels(labels, real.shape[-2:])  # (B, h, w)
+        valid = y != IGNORE
+        zero = real.new_zeros((), dtype=torch.float32)
+
+        # E and CM: CE through a frozen C, averaged over the scales; KL keeps z samplable
+        e_ce = e_kl = zero
+        if train_backbone:
+            e_ce = torch.stack([segmentation_ce(call_frozen(m.discriminator, f)[1], labels)
+                                for f in feats]).mean()
+            if ctx is not None:
+                e_kl = kl_divergence(ctx.mu, ctx.logvar)
+        loss = L.w_ce_real_backbone * e_ce + L.w_kl * e_kl
+
+        # D and C on detached real features
+        gan_real, cls_real = m.discriminator(real.detach())
+        d_ce_real = torch.stack([segmentation_ce(cls_real, labels)] + [
+            segmentation_ce(m.classify(f.detach()), labels) for f in feats[1:]]).mean()
+        loss = loss + L.w_ce_real * d_ce_real
+        d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
+
+        if m.generator is not None:
+            fake = m.generate(y, ctx.z if ctx is not None else None)  # (B, d, h, w)
+            gan_fake, cls_fake = m.discriminator(fake.detach())
+            d_gan = (gan_loss(gan_real, True, L.gan, valid)
+                     + gan_loss(gan_fake, False, L.gan, valid))
+            if L.w_ce_fake_train:
+                d_ce_fake = segmentation_ce(cls_fake, y)
+            # G through a frozen D: look real, keep the real features' content, be classified
+            gan_g, cls_g = call_frozen(m.discriminator, fake)
+            g_gan = gan_loss(gan_g, True, L.gan, valid)
+            g_content = self._content(fake, real, y)
+            g_ce = segmentation_ce(cls_g, y)
+            loss = (loss + d_gan + L.w_ce_fake_train * d_ce_fake + L.w_gan_g * g_gan
+                    + L.w_content * g_content + L.w_ce_fake_g * g_ce)
+
+        parts = torch.stack([loss, e_ce, e_kl, d_gan, d_ce_real, d_ce_fake,
+                             g_gan, g_content, g_ce]).detach().float()
+        return loss, parts, (real.detach(), y)
+
+    def random_labels(self, batch: int, size: tuple[int, int]) -> Tensor:
+        """A label map (batch, h, w) of i.i.d. pixels over seen + unseen, unseen up-weighted."""
+        n = batch * size[0] * size[1]
+        draws = torch.multinomial(self.fake_probs, n, replacement=True)
+        return self.fake_classes[draws].view(batch, *size)
+
+    def fake_step(self, real: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Any]:
+        m, L = self.model, self.loss
+        size = real.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
+        y_fake = self.random_labels(real.shape[0], tuple(size))
+        fake = m.generate(y_fake)  # z ~ N(0, I)
+        zero = real.new_zeros((), dtype=torch.float32)
+
+        gan_real, cls_real = m.discriminator(real)
+        gan_fake, cls_fake = m.discriminator(fake.detach())
+        d_gan = gan_loss(gan_real, True, L.gan, y != IGNORE) + gan_loss(gan_fake, False, L.gan)
+        d_ce_real = segmentation_ce(cls_real, y)
+        d_ce_fake = segmentation_ce(cls_fake, y_fake)
+        gan_g, cls_g = call_frozen(m.discriminator, fake)
+        g_gan = gan_loss(gan_g, True, L.gan)
+        g_ce = segmentation_ce(cls_g, y_fake)
+        loss = (d_gan + L.w_ce_real_finetune * d_ce_real + L.w_ce_fake_finetune * d_ce_fake
+                + L.w_gan_g * g_gan + L.w_ce_fake_g * g_ce)
+        parts = torch.stack([loss, zero, zero, d_gan, d_ce_real, d_ce_fake,
+                             g_gan, zero, g_ce]).detach().float()
+        return loss, parts, None
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``TrainConfig.amp`` on ``device`` (None: full precision)."""
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ConfigError(f"unknown amp setting {amp!r}; choose auto, bf16, fp16 or off")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def build_optimizers(model: CaGNet, tcfg: TrainConfig,
+                     device: torch.device) -> dict[str, torch.optim.Optimizer]:
+    """SGD for E and CM (poly schedule, lr multipliers), Adam for D/C and for G.
+
+    SGD groups: trunk x1, CM x ``lr_mult_context``, ASPP weights x ``lr_mult_aspp_weight``,
+    ASPP biases x ``lr_mult_aspp_bias`` (no weight decay on biases, as in DeepLab).
+    """
+    fused = True if device.type == "cuda" else None
+    groups = model.backbone.param_groups()
+    sgd_groups = [{"params": groups["trunk"], "lr_mult": 1.0}]
+    if model.context is not None:
+        sgd_groups.append({"params": list(model.context.parameters()),
+                           "lr_mult": tcfg.lr_mult_context})
+    sgd_groups += [
+        {"params": groups["aspp_weight"], "lr_mult": tcfg.lr_mult_aspp_weight},
+        {"params": groups["aspp_bias"], "lr_mult": tcfg.lr_mult_aspp_bias, "weight_decay": 0.0},
+    ]
+    for g in sgd_groups:
+        g["lr"] = tcfg.lr * g["lr_mult"]
+    opts = {"backbone": torch.optim.SGD(sgd_groups, lr=tcfg.lr, momentum=tcfg.momentum,
+                                        weight_decay=tcfg.weight_decay, fused=fused),
+            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=tcfg.lr_d,
+                                              betas=tcfg.adam_betas, fused=fused)}
+    if model.generator is not None:
+        opts["generator"] = torch.optim.Adam(model.generator.parameters(), lr=tcfg.lr_g,
+                                             betas=tcfg.adam_betas, fused=fused)
+    return opts
+
+
+def poly_lr(base: float, iteration: int, max_iter: int, power: float) -> float:
+    """DeepLab's poly schedule: ``base * (1 - iteration / max_iter) ** power``."""
+    return base * (1.0 - min(iteration, max_iter) / max(max_iter, 1)) ** power
+
+
+class Trainer:
+    """One model, its optimisers and the two steps; `fit` drives it over the data.
+
+    ``train_step(images, labels, iteration)`` and ``finetune_step()`` each run one
+    iteration and return the detached loss terms (a device tensor, no host sync).
+    """
+
+    def __init__(self, cfg: Config, num_classes: int, seen: list[int], unseen: list[int],
+                 class_embeddings: Tensor, device: str | torch.device = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.dist = distributed.current()
+        tcfg = cfg.train
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+        self.memory_format = (torch.channels_last if cuda and tcfg.channels_last
+                              else torch.contiguous_format)
+        self.model = CaGNet(cfg, num_classes, torch.as_tensor(class_embeddings))
+        self.model.to(self.device, memory_format=self.memory_format)
+        self.optimizers = build_optimizers(self.model, tcfg, self.device)
+        self.amp_dtype = autocast_dtype(tcfg.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
+        self.losses = StepLosses(self.model, cfg, seen, unseen).to(self.device)
+        self.kept: tuple[Tensor, Tensor] | None = None  # real (features, labels) of the last step
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.stage = ""
+        self.set_stage("train")
+
+    def set_stage(self, stage: str) -> None:
+        """Enter ``"train"`` or ``"finetune"`` (E and CM frozen, BatchNorm statistics fixed)."""
+        if stage == self.stage:
+            return
+        if stage == "finetune":
+            for module in (self.model.backbone, self.model.context):
+                if module is not None:
+                    module.requires_grad_(False)
+            self.active = [o for k, o in self.optimizers.items() if k != "backbone"]
+        else:
+            self.active = list(self.optimizers.values())
+        self.stage = stage
+        self.train_mode()
+        # DDP registers the parameters that need gradients, so it is built per stage
+        step: nn.Module = self.losses
+        if self.dist.enabled:
+            step = DistributedDataParallel(
+                self.losses, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.model.generator is None)  # seen-only: no GAN head
+        self.step_module = torch.compile(step) if self.cfg.train.compile else step
+
+    def train_mode(self) -> None:
+        """Training mode, except a frozen backbone keeps its BatchNorm statistics."""
+        self.model.train()
+        if self.stage == "finetune":
+            self.model.backbone.eval()
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype,
+                              enabled=self.amp_dtype is not None)
+
+    def set_lr(self, iteration: int) -> None:
+        """Poly schedule for E and CM over the training stage (Adam keeps a constant rate)."""
+        t = self.cfg.train
+        for g in self.optimizers["backbone"].param_groups:
+            g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
+
+    def _update(self, kind: str, x: Tensor, labels: Tensor) -> Tensor:
+        for opt in self.active:
+            opt.zero_grad(set_to_none=True)
+        with self.autocast():
+            loss, parts, kept = self.step_module(kind, x, labels)
+        self.scaler.scale(loss).backward()
+        for opt in self.active:
+            self.scaler.step(opt)
+        self.scaler.update()
+        self.nonfinite |= ~torch.isfinite(loss)
+        if kept is not None:
+            self.kept = kept
+        return parts
+
+    def train_step(self, images: Tensor, labels: Tensor, iteration: int) -> Tensor:
+        """One training step on real images (B, 3, H, W) and labels (B, H, W)."""
+        images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.stage == "train":
+            self.set_lr(iteration)
+        return self._update("real" if self.stage == "train" else "real-frozen", images, labels)
+
+    def finetune_step(self) -> Tensor:
+        """One fine-tuning step on generated features (needs a training step before it)."""
+        if self.kept is None:
+            raise RuntimeError("a fine-tuning step needs the real features of a training step")
+        return self._update("fake", *self.kept)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "kept": list(self.kept) if self.kept is not None and self.stage == "finetune" else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], stage: str) -> None:
+        self.set_stage(stage)
+        self.model.load_state_dict(state["model"])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if state.get("kept") is not None:
+            self.kept = tuple(t.to(self.device) for t in state["kept"])
+
+    def all_finite(self) -> bool:
+        """No NaN/inf loss since the last check, in any process, and finite weights (one sync)."""
+        weights_ok = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        bad = (self.nonfinite | ~weights_ok).float()
+        self.nonfinite.zero_()
+        return not bool(distributed.all_reduce_sum(bad))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: the batch of iteration t is a function of (seed, t) alone
+
+
+def global_batch(seed: int, iteration: int, batch_size: int, n: int) -> list[int]:
+    """Dataset indices of iteration ``iteration``'s global batch: epochs are seeded permutations."""
+    out = []
+    for p in range(iteration * batch_size, (iteration + 1) * batch_size):
+        epoch, k = divmod(p, n)
+        out.append(int(_permutation(seed, epoch, n)[k]))
+    return out
+
+
+_PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    key = (seed, epoch, n)
+    if key not in _PERM_CACHE:
+        if len(_PERM_CACHE) > 4:
+            _PERM_CACHE.clear()
+        _PERM_CACHE[key] = np.random.default_rng([seed, epoch]).permutation(n)
+    return _PERM_CACHE[key]
+
+
+class SeededItems(Dataset):
+    """``dataset[index]`` with its augmentation drawn from generators seeded by (seed, t, index).
+
+    The global random state is saved and restored around each item, so loading data never
+    disturbs the training noise, and a resumed run sees exactly the same crops and flips.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        iteration, index = key
+        state = np.random.SeedSequence([self.seed, iteration, index]).generate_state(2)
+        np_state, py_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(state[0]))
+            np.random.seed(int(state[1]))
+            random.seed(int(state[1]))
+            try:
+                return self.dataset[index]
+            finally:
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+
+
+class BatchPlan:
+    """Batch sampler: this process's share of the global batch of every real-data iteration."""
+
+    def __init__(self, cfg: Config, n: int, start: int, info: distributed.DistInfo) -> None:
+        self.cfg, self.n, self.start, self.info = cfg, n, start, info
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        t = self.cfg.train
+        for it in range(self.start, total_iterations(self.cfg)):
+            if not is_finetune_step(t, it):
+                idx = global_batch(t.seed, it, t.batch_size, self.n)
+                yield [(it, i) for i in distributed.shard(idx, self.info.rank,
+                                                          self.info.world_size)]
+
+    def __len__(self) -> int:
+        t = self.cfg.train
+        return sum(not is_finetune_step(t, it)
+                   for it in range(self.start, total_iterations(self.cfg)))
+
+
+def make_loader(dataset: Dataset, cfg: Config, start: int, device: torch.device) -> DataLoader:
+    """Batches for the iterations from ``start`` on, in order (fine-tuning steps take none)."""
+    info = distributed.current()
+    return DataLoader(
+        SeededItems(dataset, cfg.train.seed),
+        batch_sampler=BatchPlan(cfg, len(dataset), start, info),  # type: ignore[arg-type]
+        num_workers=cfg.train.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.train.seed),  # keeps the global RNG still
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class TrainResult:
+    """What `fit` returns: the trained model, test metrics and the logged loss history."""
+
+    model: CaGNet
+    metrics: dict | None
+    history: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` -> CUDA when available; under torchrun each process takes its local GPU."""
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for but no CUDA GPU is available; "
+                              "use --device cpu")
+        if name == "cuda" and distributed.current().enabled:
+            name = f"cuda:{distributed.current().local_rank}"
+    elif name != "cpu":
+        raise ConfigError(f"unknown device {name!r}; choose cpu or cuda")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def class_info(classes: Any) -> dict:
+    """The class split as plain data (stored in checkpoints for ``eval`` and ``predict``)."""
+    return {"names": list(classes.names), "seen": list(classes.seen),
+            "unseen": list(classes.unseen)}
+
+
+def fit(
+    cfg: Config,
+    out_dir: str | Path | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    train_set: Dataset | None = None,
+    test_set: Dataset | None = None,
+    progress: bool = True,
+    on_log: Callable[[dict], None] | None = None,
+    evaluate: bool = True,
+) -> TrainResult:
+    """Train ``cfg`` from scratch (or resume ``out_dir/checkpoint.pt``) and evaluate it.
+
+    With ``out_dir``: checkpoints every ``checkpoint_every`` iterations and at the end
+    (``checkpoint.pt``), TensorBoard logs (``tb/``), ``history.json`` and ``metrics.json``
+    (test scores without and with the calibration ``cfg.train.calibration``). ``train_set``
+    and ``test_set`` replace the datasets the config names. ``on_log`` receives every log
+    record (iteration, stage, step kind, losses). ``evaluate=False`` skips the test set.
+    Raises `TrainingDiverged` on a NaN/inf loss, keeping the last good checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    from cagnet.data import build_dataset, class_split
+    from cagnet.embeddings import class_embeddings
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    info = distributed.current()
+    tcfg = cfg.train
+    if tcfg.batch_size % info.world_size:
+        raise ConfigError(f"batch size {tcfg.batch_size} must be divisible by the number of "
+                          f"processes ({info.world_size})")
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_path = out / "checkpoint.pt" if out is not None else None
+    state = None
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        check_same_run(state, cfg, ckpt_path)
+
+    seed_everything(tcfg.seed)  # the same initial weights in every process
+    classes = class_split(cfg.data)
+    train_set = train_set if train_set is not None else build_dataset(cfg.data, "train")
+    emb = class_embeddings(classes.names, cfg.data)
+    trainer = Trainer(cfg, len(classes.names), list(classes.seen), list(classes.unseen),
+                      torch.as_tensor(emb), dev)
+    start, history, elapsed = 0, [], 0.0
+    total = total_iterations(cfg)
+    if state is not None:
+        start = state["iteration"]
+        trainer.load_state_dict(state, "train" if start < tcfg.iters else "finetune")
+        history, elapsed = list(state["history"]), float(state["wall_time_s"])
+    main = info.is_main
+    if state is not None and main:
+        set_rng_state(state["rng"])
+    elif info.enabled:  # the other processes draw their own noise (dropout, z)
+        torch.manual_seed(int(np.random.SeedSequence([tcfg.seed, info.rank, start])
+                              .generate_state(1)[0]))
+    last_saved = start if state is not None else None
+    writer = None
+    if out is not None and main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        out.mkdir(parents=True, exist_ok=True)
+        writer = SummaryWriter(str(out / "tb"), purge_step=start)
+
+    def save(iteration: int, stage: str) -> None:
+        nonlocal last_saved
+        if ckpt_path is None or not main:
+            return
+        last_saved = iteration
+        save_checkpoint(ckpt_path, {
+            "config": cfg.to_dict(), "iteration": iteration, "stage": stage,
+            "classes": class_info(classes), **trainer.state_dict(), "rng": rng_state(),
+            "history": history, "wall_time_s": elapsed + time.perf_counter() - t0,
+        })
+
+    def stop_if_diverged(iteration: int) -> None:
+        if trainer.all_finite():
+            return
+        where = (f"{ckpt_path} (iteration {last_saved})" if last_saved is not None
+                 else "none was saved")
+        raise TrainingDiverged(
+            f"a loss became NaN or infinite by iteration {iteration}; training stopped. "
+            f"Last good checkpoint: {where}. Lower the learning rates (train.lr, train.lr_d, "
+            "train.lr_g) or the loss weights and train again.")
+
+    sums = {"real": torch.zeros(len(LOSS_NAMES), device=dev),
+            "fake": torch.zeros(len(LOSS_NAMES), device=dev)}
+    counts = {"real": 0, "fake": 0}
+    batches = iter(make_loader(train_set, cfg, start, dev))
+    bar = tqdm(range(start, total), initial=start, total=total, disable=not (progress and main),
+               desc=f"{cfg.name}/{cfg.method}", dynamic_ncols=True)
+    for it in bar:
+        stage = "train" if it < tcfg.iters else "finetune"
+        trainer.set_stage(stage)
+        if is_finetune_step(tcfg, it):
+            kind, parts = "fake", trainer.finetune_step()
+        else:
+            images, labels = next(batches)
+            kind, parts = "real", trainer.train_step(images, labels, it)
+        sums[kind] += parts
+        counts[kind] += 1
+        done = it + 1
+
+        if done % tcfg.log_every == 0 or done == total:
+            stop_if_diverged(done)
+            for k in ("real", "fake"):
+                if counts[k]:
+                    values = (sums[k] / counts[k]).tolist()  # the one host sync of the log step
+                    record = {"iteration": done, "stage": stage, "step": k,
+                              **dict(zip(LOSS_NAMES, values, strict=True))}
+                    if k == "real" and stage == "train":
+                        record["lr"] = trainer.optimizers["backbone"].param_groups[0]["lr"]
+                    history.append(record)
+                    if writer is not None:
+                        for name, v in zip(LOSS_NAMES, values, strict=True):
+                            writer.add_scalar(f"{k}_step/{name}", v, done)
+                    if on_log is not None:
+                        on_log(record)
+                    sums[k].zero_()
+                    counts[k] = 0
+            bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
+                             if k in ("total", "e_ce", "d_gan", "g_content")})
+        if done % tcfg.checkpoint_every == 0 and done != total:
+            stop_if_diverged(done)
+            save(done, stage)
+        if tcfg.eval_every and done % tcfg.eval_every == 0 and done != total:
+            scores = run_evaluation(cfg, trainer, classes, test_set, dev)
+            trainer.train_mode()
+            if writer is not None:
+                for key in ("miou_seen", "miou_unseen", "hiou"):
+                    writer.add_scalar(f"test/{key}", scores[0][key], done)
+    bar.close()
+    stop_if_diverged(total)
+
+    metrics = None
+    if evaluate:
+        uncal, cal = run_evaluation(cfg, trainer, classes, test_set, dev)
+        metrics = {"preset": cfg.name, "method": cfg.method, "iteration": total,
+                   "wall_time_s": elapsed + time.perf_counter() - t0, **uncal, "calibrated": cal}
+        if writer is not None:
+            for key in ("miou_seen", "miou_unseen", "hiou"):
+                writer.add_scalar(f"test/{key}", uncal[key], total)
+                writer.add_scalar(f"test_calibrated/{key}", cal[key], total)
+    save(total, "done")
+    if out is not None and main:
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        if metrics is not None:
+            write_metrics(metrics, out / "metrics.json")
+    if writer is not None:
+        writer.close()
+    return TrainResult(trainer.model, metrics, history, ckpt_path)
+
+
+def run_evaluation(cfg: Config, trainer: Trainer, classes: Any, test_set: Dataset | None,
+                   device: torch.device) -> tuple[dict, dict]:
+    """Test scores without and with calibration ``cfg.train.calibration``."""
+    from cagnet.data import build_dataset
+
+    test_set = test_set if test_set is not None else build_dataset(cfg.data, "test")
+    batch = cfg.train.batch_size if cfg.data.dataset == "toy" else 1  # real images vary in size
+    uncal, cal = evaluate_calibrations(trainer.model, test_set, classes,
+                                       (0.0, cfg.train.calibration), device, batch)
+    return uncal, cal
+
+
+def config_with(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """``cfg`` with fields of its sections replaced: ``config_with(cfg, train={"iters": 10})``."""
+    changes: dict[str, Any] = {}
+    for section, values in sections.items():
+        current = getattr(cfg, section)
+        names = {f.name for f in dataclasses.fields(current)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown {section} setting(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(names))}")
+        changes[section] = dataclasses.replace(current, **values)
+    return cfg.replace(**changes)
+
+

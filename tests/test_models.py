@@ -1,0 +1,206 @@
+"""Networks: shapes, the three methods, CM's sampling, detached generator input, frozen BN."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from cagnet.config import get_preset
+from cagnet.errors import ConfigError
+from cagnet.losses import content_loss, gan_loss, kl_divergence, segmentation_ce
+from cagnet.models import (
+    CaGNet,
+    ContextualModule,
+    DeepLabV2,
+    Discriminator,
+    Generator,
+    ToyBackbone,
+    ZS3Generator,
+    build_backbone,
+)
+from cagnet.models.backbone import max_over_scales
+
+K_TOY = 6
+
+
+def toy_model(method: str = "cagnet", **model_changes) -> CaGNet:
+    torch.manual_seed(0)
+    cfg = get_preset("toy").replace(method=method)
+    if model_changes:
+        cfg = cfg.replace(model=dataclasses.replace(cfg.model, **model_changes))
+    emb = torch.nn.functional.normalize(torch.randn(K_TOY, cfg.model.embed_dim), dim=1)
+    return CaGNet(cfg, K_TOY, emb)
+
+
+def test_toy_backbone_shapes_and_groups():
+    torch.manual_seed(0)
+    bb = build_backbone(get_preset("toy").model)
+    assert isinstance(bb, ToyBackbone) and bb.output_stride == 2 and bb.out_channels == 64
+    y = bb(torch.randn(2, 3, 64, 64))
+    assert y.shape == (2, 64, 32, 32)
+    groups = bb.param_groups()
+    assert set(groups) == {"trunk", "aspp_weight", "aspp_bias"}
+    grouped = [p for ps in groups.values() for p in ps]
+    assert len({id(p) for p in grouped}) == len(grouped) == len(list(bb.parameters()))
+    for stride, side in ((1, 64), (4, 16), (8, 8)):
+        assert ToyBackbone(16, 8, stride)(torch.randn(1, 3, 64, 64)).shape == (1, 16, side, side)
+    with pytest.raises(ConfigError, match="toy_stride"):
+        ToyBackbone(16, 8, 3)
+
+
+def test_forward_multiscale():
+    torch.manual_seed(0)
+    bb = ToyBackbone(8, 8, 2, scales=(1.0, 0.75, 0.5))
+    outs = bb.forward_multiscale(torch.randn(1, 3, 64, 64))
+    assert [o.shape[-1] for o in outs] == [32, 24, 16, 32]
+    assert torch.all(outs[-1] >= outs[0])
+    assert len(ToyBackbone(8, 8, 2).forward_multiscale(torch.randn(1, 3, 64, 64))) == 1
+
+
+def test_max_over_scales_by_hand():
+    a = torch.tensor([[[[0.0, 5.0], [2.0, -1.0]]]])
+    b = torch.tensor([[[[3.0]]]])  # resized to a constant 2x2 map
+    assert max_over_scales([a, b]).tolist() == [[[[3.0, 5.0], [3.0, 3.0]]]]
+
+
+def test_contextual_module_sampling():
+    torch.manual_seed(0)
+    cm = ContextualModule(16, hidden=8)
+    a = torch.randn(2, 16, 5, 5)
+    out = cm.eval()(a)
+    assert torch.equal(out.z, out.mu)
+    assert out.weights.shape == (2, 3, 5, 5)
+    assert out.weights.min() > 0 and out.weights.max() < 1
+    assert torch.allclose(out.feature, torch.sigmoid(a + a * torch.sigmoid(out.mu)))
+    assert out.logvar.min() >= 0  # ReLU on log sigma^2
+    out = cm.train()(a)
+    assert not torch.allclose(out.z, out.mu)
+    assert out.feature.shape == out.z.shape == out.mu.shape == (2, 16, 5, 5)
+
+
+def test_generator_and_discriminator_shapes():
+    torch.manual_seed(0)
+    g = Generator(8, 4, (16, 12), 8, dropout=0.0)
+    f = g(torch.randn(2, 8, 3, 3), torch.randn(2, 4, 3, 3))
+    assert f.shape == (2, 8, 3, 3) and f.min() > 0 and f.max() < 1
+    zs3 = ZS3Generator(8, 4, (16,), 8).eval()
+    w = torch.randn(2, 8, 3, 3)
+    assert not torch.allclose(zs3(w), zs3(w))  # fresh noise every call
+    gan, cls = Discriminator(8, 16, 5)(f)
+    assert gan.shape == (2, 1, 3, 3) and cls.shape == (2, 5, 3, 3)
+
+
+def test_embed_labels():
+    model = toy_model()
+    labels = torch.tensor([[[0, 5], [255, 2]]])
+    emb = model.embed_labels(labels)
+    assert emb.shape == (1, 64, 2, 2)
+    assert torch.equal(emb[0, :, 0, 1], model.class_embeddings[5])
+    assert torch.equal(emb[0, :, 1, 1], model.class_embeddings[2])
+    assert torch.all(emb[0, :, 1, 0] == 0)
+
+
+@pytest.mark.parametrize("method", ["cagnet", "zs3net", "seen-only"])
+def test_toy_methods_shapes(method):
+    model = toy_model(method)
+    x = torch.randn(2, 3, 64, 64)
+    out = model.segment(x)
+    assert len(out["features"]) == len(out["logits"]) == 1
+    assert out["features"][0].shape == (2, 64, 32, 32)
+    assert out["logits"][0].shape == (2, K_TOY, 32, 32)
+    assert (out["ctx"] is not None) == (method == "cagnet")
+    assert (model.context is not None) == (method == "cagnet")
+    model.eval()
+    assert model.predict(x).shape == (2, K_TOY, 64, 64)
+    labels = torch.randint(0, K_TOY, (2, 32, 32))
+    if method == "seen-only":
+        assert model.generator is None
+        with pytest.raises(ConfigError, match="no generator"):
+            model.generate(labels)
+    else:
+        fake = model.generate(labels)
+        assert fake.shape == (2, 64, 32, 32) and fake.min() > 0 and fake.max() < 1
+
+
+def test_real_feature_is_sigmoid_without_context():
+    model = toy_model("zs3net").eval()
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(model.segment(x)["features"][0], torch.sigmoid(model.backbone(x)))
+
+
+def test_multiscale_segment():
+    model = toy_model(multiscale=(1.0, 0.75, 0.5))
+    out = model.segment(torch.randn(1, 3, 64, 64))
+    assert [f.shape[-1] for f in out["features"]] == [32, 24, 16, 32]
+    assert [lg.shape[-1] for lg in out["logits"]] == [32, 24, 16, 32]
+    assert out["ctx"].z.shape[-1] == 32  # CM output at x1
+
+
+def test_generator_input_is_detached():
+    model = toy_model()
+    out = model.segment(torch.randn(2, 3, 64, 64))
+    labels = torch.randint(0, K_TOY, (2, 32, 32))
+    fake = model.generate(labels, out["ctx"].z)
+    gan_logit, _ = model.discriminator(fake)
+    loss = gan_loss(gan_logit, True) + content_loss(fake, out["features"][0], labels)
+    loss.backward()
+    assert all(p.grad is None for p in model.context.parameters())
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.generator.parameters())
+    with pytest.raises(ValueError, match="differ in size"):
+        model.generate(labels, out["ctx"].z[..., :5, :5])
+
+
+def test_zs3net_ignores_latent():
+    model = toy_model("zs3net").eval()
+    labels = torch.randint(0, K_TOY, (1, 4, 4))
+    latent = torch.zeros(1, 64, 4, 4)
+    assert not torch.allclose(model.generate(labels, latent), model.generate(labels, latent))
+
+
+def test_bad_embeddings_rejected():
+    cfg = get_preset("toy")
+    with pytest.raises(ConfigError, match="class_embeddings"):
+        CaGNet(cfg, 5, torch.zeros(5, 32))
+    with pytest.raises(ConfigError, match="backbone"):
+        build_backbone(dataclasses.replace(cfg.model, backbone="vgg"))
+
+
+def test_deeplab_batchnorm_frozen():
+    with torch.device("meta"):
+        bb = DeepLabV2(embed_dim=16, scales=(1.0,))
+    bb.train()
+    bns = [m for m in bb.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(not m.training for m in bns)
+    assert all(not p.requires_grad for m in bns for p in m.parameters())
+    assert bb.aspp.training
+    trainable = {id(p) for p in bb.parameters() if p.requires_grad}
+    grouped = [p for ps in bb.param_groups().values() for p in ps]
+    assert {id(p) for p in grouped} == trainable and len(grouped) == len(trainable)
+
+
+def test_voc_forward_backward_on_cpu():
+    """The paper-scale network (ResNet-101, d = 600, three scales) at a 65x65 crop."""
+    torch.manual_seed(0)
+    cfg = get_preset("voc")
+    model = CaGNet(cfg, 21, torch.randn(21, 600))
+    model.train()
+    x = torch.randn(1, 3, 65, 65)
+    labels = torch.randint(0, 21, (1, 65, 65))
+    bn_mean = model.backbone.trunk[1].running_mean.clone()
+    out = model.segment(x)
+    assert [tuple(f.shape) for f in out["features"]] == [
+        (1, 600, 9, 9),
+        (1, 600, 6, 6),
+        (1, 600, 4, 4),
+        (1, 600, 9, 9),
+    ]
+    assert [lg.shape[1] for lg in out["logits"]] == [21] * 4
+    ce = sum(segmentation_ce(lg, labels) for lg in out["logits"]) / 4
+    loss = 0.5 * ce + 100 * kl_divergence(out["ctx"].mu, out["ctx"].logvar)
+    loss.backward()
+    assert torch.equal(bn_mean, model.backbone.trunk[1].running_mean)
+    assert model.backbone.trunk[0].weight.grad is not None
+    assert model.backbone.trunk[1].weight.grad is None
+    fake = model.generate(torch.randint(0, 21, (1, 9, 9)), out["ctx"].z)
+    assert fake.shape == (1, 600, 9, 9)

@@ -1,0 +1,213 @@
+"""The built book, as a reader's browser sees it.
+
+The site is built once per session from the committed notebook outputs (or taken from
+``$CAGNET_BOOK_HTML``, a folder holding an already built ``index.html``), served on
+127.0.0.1 and opened in Debian's headless Chromium through selenium. Every page in the table
+of contents must load, show all its images, show no traceback, be reachable from the
+navigation sidebar, and (for notebooks) launch on Colab from the project's repository.
+With ``CAGNET_SCREENSHOTS=1`` two pages are also saved to ``book/screenshots/``.
+
+Without Chromium these tests are skipped locally and fail in CI (``$CI`` set).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+COLAB = "https://colab.research.google.com"
+
+
+def toc_docs() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    docs = [toc["root"]]
+    for part in toc.get("parts", []):
+        docs += [chapter["file"] for chapter in part.get("chapters", [])]
+    return docs
+
+
+DOCS = toc_docs()
+NOTEBOOK_DOCS = [d for d in DOCS if d.startswith("notebooks/")]
+
+
+def expected_colab_url(doc: str) -> str:
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    slug = cfg["repository"]["url"].rstrip("/").removeprefix("https://github.com/")
+    branch = cfg["repository"].get("branch", "main")
+    return f"{COLAB}/github/{slug}/blob/{branch}/{doc}.ipynb"
+
+
+def build_book(out: Path) -> Path:
+    """Build the book into ``out`` with warnings as errors; return the HTML folder."""
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb), "build", str(ROOT), "--warningiserror", "--keep-going", "--all"]
+    proc = subprocess.run(
+        [*cmd, "--path-output", str(out)], capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, f"the book does not build:\n{proc.stdout[-6000:]}\n{proc.stderr}"
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    given = os.environ.get("CAGNET_BOOK_HTML")
+    if given:
+        html = Path(given)
+        if not (html / "index.html").is_file():
+            pytest.fail(f"CAGNET_BOOK_HTML={given} holds no index.html; build the book first")
+        return html
+    return build_book(tmp_path_factory.mktemp("book"))
+
+
+@pytest.mark.slow
+def test_book_builds_and_has_every_page(site: Path) -> None:
+    for doc in DOCS:
+        assert (site / f"{doc}.html").is_file(), f"{doc} was not built"
+    assert (site / "index.html").is_file()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture(scope="session")
+def base_url(site: Path) -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("selenium (pip install -e '.[dev]')")
+    if missing:
+        msg = f"the site tests need {', '.join(missing)}: run `bash scripts/setup.sh --browser`"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,900",
+        # Only the local server is reachable: a page that needs the internet fails here.
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def open_page(browser, url: str) -> None:
+    browser.get(url)
+    browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "if (document.readyState === 'complete') done();"
+        "else window.addEventListener('load', () => done());"
+    )
+
+
+ARTICLE = "main article"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("doc", DOCS)
+def test_page_loads_with_title_and_images(browser, base_url: str, doc: str) -> None:
+    open_page(browser, urljoin(base_url, f"{doc}.html"))
+    title = browser.title
+    assert title and "404" not in title, title
+    h1 = browser.execute_script(
+        f"const h = document.querySelector('{ARTICLE} h1'); return h ? h.textContent : null;"
+    )
+    assert h1 and h1.strip(), f"{doc} has no heading"
+    broken = browser.execute_script(
+        f"return Array.from(document.querySelectorAll('{ARTICLE} img'))"
+        ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src);"
+    )
+    assert broken == [], f"{doc}: images that do not load: {broken}"
+    if doc.startswith("notebooks/"):
+        count = browser.execute_script(f"return document.querySelectorAll('{ARTICLE} img').length;")
+        assert count > 0, f"{doc} shows no figure"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("doc", DOCS)
+def test_page_shows_no_error_output(browser, base_url: str, doc: str) -> None:
+    open_page(browser, urljoin(base_url, f"{doc}.html"))
+    text = browser.execute_script(f"return document.querySelector('{ARTICLE}').innerText;")
+    assert "Traceback" not in text, f"{doc} shows a traceback"
+    errors = browser.execute_script(
+        f"return document.querySelectorAll('{ARTICLE} .output.traceback, "
+        f"{ARTICLE} .output.stderr').length;"
+    )
+    assert errors == 0, f"{doc} shows error or stderr output"
+
+
+@pytest.mark.browser
+def test_sidebar_links_every_chapter(browser, base_url: str) -> None:
+    open_page(browser, urljoin(base_url, f"{DOCS[0]}.html"))
+    hrefs = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.bd-sidebar-primary nav a'))"
+        ".map(a => a.href);"
+    )
+    linked = {urldefrag(h).url for h in hrefs}
+    for doc in DOCS[1:]:
+        assert urljoin(base_url, f"{doc}.html") in linked, f"the sidebar misses {doc}"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("doc", NOTEBOOK_DOCS)
+def test_colab_launch_link(browser, base_url: str, doc: str) -> None:
+    open_page(browser, urljoin(base_url, f"{doc}.html"))
+    hrefs = browser.execute_script(
+        f"return Array.from(document.querySelectorAll('a[href^=\"{COLAB}\"]')).map(a => a.href);"
+    )
+    assert hrefs, f"{doc} has no Colab launch link"
+    assert set(hrefs) == {expected_colab_url(doc)}, hrefs
+
+
+@pytest.mark.browser
+def test_screenshots(browser, base_url: str) -> None:
+    if os.environ.get("CAGNET_SCREENSHOTS") != "1":
+        pytest.skip("set CAGNET_SCREENSHOTS=1 to save screenshots to book/screenshots/")
+    out = ROOT / "book" / "screenshots"
+    out.mkdir(exist_ok=True)
+    pages = [DOCS[0], NOTEBOOK_DOCS[len(NOTEBOOK_DOCS) // 2] if NOTEBOOK_DOCS else DOCS[-1]]
+    for doc in pages:
+        open_page(browser, urljoin(base_url, f"{doc}.html"))
+        path = out / f"{Path(doc).name}.png"
+        assert browser.save_screenshot(str(path)), f"no screenshot of {doc}"
+        assert path.stat().st_size > 10_000
