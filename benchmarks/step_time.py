@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
+    p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     cfg = get_preset(args.preset).replace(method=args.method)
     train = dataclasses.replace(

@@ -71,32 +71,25 @@ def build_config(args: argparse.Namespace) -> Config:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cagnet import distributed
-    from cagnet.train import fit
+    from cagnet.train import fit, resolve_device
 
     cfg = build_config(args)
     out = Path(args.out)
-    if args.resume and not (out / "checkpoint.pt").exists():
+    main_process = distributed.init_distributed(resolve_device(args.device).type).is_main
+    if args.resume and not (out / "checkpoint.pt").exists() and main_process:
         print(f"no checkpoint in {out} yet; starting from scratch", file=sys.stderr)
-    device = args.device or None
-    distributed.init_distributed(device or ("cuda" if _cuda() else "cpu"))
     try:
-        result = fit(cfg, out, device=device, resume=args.resume,
+        result = fit(cfg, out, device=args.device, resume=args.resume,
                      progress=not args.no_progress)
     finally:
         distributed.cleanup()
-    if result.metrics is not None and distributed.current().is_main:
+    if result.metrics is not None and main_process:
         m, c = result.metrics, result.metrics["calibrated"]
         print(f"seen mIoU {m['miou_seen']:.4f}  unseen mIoU {m['miou_unseen']:.4f}  "
               f"hIoU {m['hiou']:.4f}  (calibration {c['calibration']:g}: seen "
               f"{c['miou_seen']:.4f} unseen {c['miou_unseen']:.4f} hIoU {c['hiou']:.4f})")
         print(f"wrote {out / 'checkpoint.pt'} and {out / 'metrics.json'}")
     return 0
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -140,7 +133,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model.eval()
     for path in map(Path, args.images):
         try:
-            rgb = np.asarray(Image.open(path).convert("RGB"))
+            rgb = np.array(Image.open(path).convert("RGB"))  # (H, W, 3) uint8, writable
         except (FileNotFoundError, UnidentifiedImageError, OSError) as exc:
             raise CagnetError(f"cannot read image {path}: {exc}") from None
         x = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std
@@ -166,11 +159,11 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from cagnet.data import check_dataset
+    from cagnet.data import check_dataset, format_report
 
-    report = check_dataset(args.dataset, args.root)
-    print(json.dumps(report, indent=2, default=str))
-    return 0
+    report = check_dataset(args.dataset, args.root, sample=args.sample)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["ok"] else EXIT_BAD_INPUT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     c = data_sub.add_parser("check", help="verify a dataset folder (files, sizes, labels)")
     c.add_argument("--dataset", choices=["toy", "voc", "context", "cocostuff"], required=True)
-    c.add_argument("--root", required=True)
+    c.add_argument("--root", help="dataset folder (default: $CAGNET_DATA/DATASET)")
+    c.add_argument("--sample", type=int, default=200, help="label maps to read and check")
+    c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(func=cmd_data_check)
     return parser
 

@@ -172,6 +172,7 @@ def _toy() -> Config:
         model=ModelConfig(
             backbone="toy",
             embed_dim=64,
+            toy_stride=4,  # 16x16 features: CM, G, D and the MMD cost ~1/4 of stride 2
             multiscale=(1.0,),
             context_hidden=64,
             generator_hidden=(128, 128),
@@ -188,12 +189,14 @@ def _toy() -> Config:
             std=(0.25, 0.25, 0.25),
             embedding_sources=("toy-a", "toy-b"),
         ),
+        # 256 pixels per class estimate an MMD well; the cost grows as the square
+        loss=LossConfig(mmd_max_pixels=256),
         train=TrainConfig(
-            iters=1500,
-            finetune_iters=300,
+            iters=2000,  # the backbone still learns shapes at 1500; 2000 fit in ~3 CPU min
+            finetune_iters=800,  # 400 fine-tuning steps on fakes: unseen mIoU .26 -> .28 over 200
             switch_every=20,
             batch_size=16,
-            lr=1e-2,
+            lr=3e-2,  # from scratch the trunk wants more than the pretrained 2.5e-4
             lr_d=1e-3,
             lr_g=1e-3,
             num_workers=0,
@@ -201,6 +204,9 @@ def _toy() -> Config:
             checkpoint_every=250,
             amp="off",
             channels_last=False,
+            # fine-tuning draws unseen classes 10x as often, so C is hardly biased towards
+            # seen classes here: a small shift is enough to show the trade-off
+            calibration=1.0,
         ),
     )
 

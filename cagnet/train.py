@@ -132,12 +132,6 @@ class StepLosses(nn.Module):
             return self.fake_step(x, labels)
         return self.real_step(x, labels, train_backbone=kind == "real")
 
-    def _content(self, fake: Tensor, real: Tensor, labels: Tensor) -> Tensor:
-        # MMD kernels on bf16 distances would be meaningless: compute it in float32
-        with torch.autocast(fake.device.type, enabled=False):
-            return content_loss(fake.float(), real.float(), labels, self.loss.content,
-                                self.loss.mmd_sigmas, max_pixels=self.loss.mmd_max_pixels)
-
     def real_step(self, images: Tensor, labels: Tensor,
                   train_backbone: bool) -> tuple[Tensor, Tensor, Any]:
         m, L = self.model, self.loss
@@ -175,7 +169,8 @@ class StepLosses(nn.Module):
             # G through a frozen D: look real, keep the real features' content, be classified
             gan_g, cls_g = call_frozen(m.discriminator, fake)
             g_gan = gan_loss(gan_g, True, L.gan, valid)
-            g_content = self._content(fake, real, y)
+            g_content = content_loss(fake, real, y, L.content, L.mmd_sigmas,
+                                     max_pixels=L.mmd_max_pixels)  # MMD runs in float32
             g_ce = segmentation_ce(cls_g, y)
             loss = (loss + d_gan + L.w_ce_fake_train * d_ce_fake + L.w_gan_g * g_gan
                     + L.w_content * g_content + L.w_ce_fake_g * g_ce)
@@ -295,6 +290,7 @@ class Trainer:
             for module in (self.model.backbone, self.model.context):
                 if module is not None:
                     module.requires_grad_(False)
+            self.optimizers["backbone"].zero_grad(set_to_none=True)
             self.active = [o for k, o in self.optimizers.items() if k != "backbone"]
         else:
             self.active = list(self.optimizers.values())
@@ -422,7 +418,7 @@ class SeededItems(Dataset):
         state = np.random.SeedSequence([self.seed, iteration, index]).generate_state(2)
         np_state, py_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(state[0]))
+            torch.default_generator.manual_seed(int(state[0]))  # the CPU generator only
             np.random.seed(int(state[1]))
             random.seed(int(state[1]))
             try:
@@ -594,81 +590,82 @@ def fit(
     sums = {"real": torch.zeros(len(LOSS_NAMES), device=dev),
             "fake": torch.zeros(len(LOSS_NAMES), device=dev)}
     counts = {"real": 0, "fake": 0}
+
+    def log(iteration: int, stage: str) -> None:
+        """Average the losses summed on the device since the last log (one host sync)."""
+        for k in ("real", "fake"):
+            if not counts[k]:
+                continue
+            values = (sums[k] / counts[k]).tolist()
+            record = {"iteration": iteration, "stage": stage, "step": k,
+                      **dict(zip(LOSS_NAMES, values, strict=True))}
+            if k == "real" and stage == "train":
+                record["lr"] = trainer.optimizers["backbone"].param_groups[0]["lr"]
+            history.append(record)
+            if writer is not None:
+                for name, v in record.items():
+                    if isinstance(v, float):
+                        writer.add_scalar(f"{k}_step/{name}", v, iteration)
+            if on_log is not None:
+                on_log(record)
+            sums[k].zero_()
+            counts[k] = 0
+        bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
+                         if k in ("total", "e_ce", "d_gan", "g_content")})
+
+    def test_scores(iteration: int, tag: str) -> tuple[dict, dict]:
+        batch = tcfg.batch_size if cfg.data.dataset == "toy" else 1  # real images vary in size
+        scores = evaluate_calibrations(trainer.model, test_set, classes,
+                                       (0.0, tcfg.calibration), dev, batch)
+        if writer is not None:
+            for key in ("miou_seen", "miou_unseen", "hiou"):
+                writer.add_scalar(f"{tag}/{key}", scores[0][key], iteration)
+                writer.add_scalar(f"{tag}_calibrated/{key}", scores[1][key], iteration)
+        return scores[0], scores[1]
+
+    if test_set is None and (evaluate or tcfg.eval_every):
+        test_set = build_dataset(cfg.data, "test")
     batches = iter(make_loader(train_set, cfg, start, dev))
     bar = tqdm(range(start, total), initial=start, total=total, disable=not (progress and main),
                desc=f"{cfg.name}/{cfg.method}", dynamic_ncols=True)
-    for it in bar:
-        stage = "train" if it < tcfg.iters else "finetune"
-        trainer.set_stage(stage)
-        if is_finetune_step(tcfg, it):
-            kind, parts = "fake", trainer.finetune_step()
-        else:
-            images, labels = next(batches)
-            kind, parts = "real", trainer.train_step(images, labels, it)
-        sums[kind] += parts
-        counts[kind] += 1
-        done = it + 1
+    try:
+        for it in bar:
+            stage = "train" if it < tcfg.iters else "finetune"
+            trainer.set_stage(stage)
+            if is_finetune_step(tcfg, it):
+                kind, parts = "fake", trainer.finetune_step()
+            else:
+                images, labels = next(batches)
+                kind, parts = "real", trainer.train_step(images, labels, it)
+            sums[kind] += parts
+            counts[kind] += 1
+            done = it + 1
+            if done % tcfg.log_every == 0 or done == total:
+                stop_if_diverged(done)
+                log(done, stage)
+            if done % tcfg.checkpoint_every == 0 and done != total:
+                stop_if_diverged(done)
+                save(done, stage)
+            if tcfg.eval_every and done % tcfg.eval_every == 0 and done != total:
+                test_scores(done, "test")
+        stop_if_diverged(total)
 
-        if done % tcfg.log_every == 0 or done == total:
-            stop_if_diverged(done)
-            for k in ("real", "fake"):
-                if counts[k]:
-                    values = (sums[k] / counts[k]).tolist()  # the one host sync of the log step
-                    record = {"iteration": done, "stage": stage, "step": k,
-                              **dict(zip(LOSS_NAMES, values, strict=True))}
-                    if k == "real" and stage == "train":
-                        record["lr"] = trainer.optimizers["backbone"].param_groups[0]["lr"]
-                    history.append(record)
-                    if writer is not None:
-                        for name, v in zip(LOSS_NAMES, values, strict=True):
-                            writer.add_scalar(f"{k}_step/{name}", v, done)
-                    if on_log is not None:
-                        on_log(record)
-                    sums[k].zero_()
-                    counts[k] = 0
-            bar.set_postfix({k: f"{v:.3f}" for k, v in history[-1].items()
-                             if k in ("total", "e_ce", "d_gan", "g_content")})
-        if done % tcfg.checkpoint_every == 0 and done != total:
-            stop_if_diverged(done)
-            save(done, stage)
-        if tcfg.eval_every and done % tcfg.eval_every == 0 and done != total:
-            scores = run_evaluation(cfg, trainer, classes, test_set, dev)
-            trainer.train_mode()
-            if writer is not None:
-                for key in ("miou_seen", "miou_unseen", "hiou"):
-                    writer.add_scalar(f"test/{key}", scores[0][key], done)
-    bar.close()
-    stop_if_diverged(total)
-
-    metrics = None
-    if evaluate:
-        uncal, cal = run_evaluation(cfg, trainer, classes, test_set, dev)
-        metrics = {"preset": cfg.name, "method": cfg.method, "iteration": total,
-                   "wall_time_s": elapsed + time.perf_counter() - t0, **uncal, "calibrated": cal}
+        metrics = None
+        if evaluate:
+            uncal, cal = test_scores(total, "test")
+            metrics = {"preset": cfg.name, "method": cfg.method, "iteration": total,
+                       "wall_time_s": elapsed + time.perf_counter() - t0, **uncal,
+                       "calibrated": cal}
+        save(total, "done")
+        if out is not None and main:
+            (out / "history.json").write_text(json.dumps(history, indent=1))
+            if metrics is not None:
+                write_metrics(metrics, out / "metrics.json")
+    finally:
+        bar.close()
         if writer is not None:
-            for key in ("miou_seen", "miou_unseen", "hiou"):
-                writer.add_scalar(f"test/{key}", uncal[key], total)
-                writer.add_scalar(f"test_calibrated/{key}", cal[key], total)
-    save(total, "done")
-    if out is not None and main:
-        (out / "history.json").write_text(json.dumps(history, indent=1))
-        if metrics is not None:
-            write_metrics(metrics, out / "metrics.json")
-    if writer is not None:
-        writer.close()
+            writer.close()
     return TrainResult(trainer.model, metrics, history, ckpt_path)
-
-
-def run_evaluation(cfg: Config, trainer: Trainer, classes: Any, test_set: Dataset | None,
-                   device: torch.device) -> tuple[dict, dict]:
-    """Test scores without and with calibration ``cfg.train.calibration``."""
-    from cagnet.data import build_dataset
-
-    test_set = test_set if test_set is not None else build_dataset(cfg.data, "test")
-    batch = cfg.train.batch_size if cfg.data.dataset == "toy" else 1  # real images vary in size
-    uncal, cal = evaluate_calibrations(trainer.model, test_set, classes,
-                                       (0.0, cfg.train.calibration), device, batch)
-    return uncal, cal
 
 
 def config_with(cfg: Config, **sections: dict[str, Any]) -> Config:

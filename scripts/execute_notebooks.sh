@@ -4,8 +4,8 @@
 # The .py file is the one to edit: the newer of the pair wins the first sync.
 #   bash scripts/execute_notebooks.sh                      # every notebook
 #   bash scripts/execute_notebooks.sh notebooks/05_latent.py   # some of them
-# Trained toy models are cached in $CAGNET_CACHE (default ~/.cache/cagnet/book); set
-# CAGNET_CACHE to an empty folder to train everything from scratch.
+# Trained toy models are cached in $CAGNET_CACHE/book (default ~/.cache/cagnet/book); point
+# CAGNET_CACHE at an empty folder to train everything from scratch. CELL_TIMEOUT: seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CELL_TIMEOUT=${CELL_TIMEOUT:-1200}
@@ -20,12 +20,20 @@ for src in "${sources[@]}"; do
   .venv/bin/jupytext --quiet --set-formats ipynb,py:percent "$stem.py"
   .venv/bin/jupytext --quiet --sync "$stem.py"
   start=$(date +%s)
-  (cd "$(dirname "$stem")" && PYTHONHASHSEED=0 ../.venv/bin/jupyter nbconvert --to notebook \
-    --execute --inplace --log-level=WARN \
-    --ExecutePreprocessor.timeout="$CELL_TIMEOUT" \
-    --ExecutePreprocessor.kernel_name=python3 \
-    --NotebookClient.record_timing=False \
-    "$(basename "$stem").ipynb")
+  PYTHONHASHSEED=0 .venv/bin/python - "$stem.ipynb" "$CELL_TIMEOUT" <<'PY'
+import os
+import sys
+
+import nbformat
+from nbclient import NotebookClient
+
+path, timeout = sys.argv[1], int(sys.argv[2])
+nb = nbformat.read(path, as_version=4)
+client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                        resources={"metadata": {"path": os.path.dirname(path) or "."}})
+client.execute()
+nbformat.write(nb, path)
+PY
   .venv/bin/jupytext --quiet --sync "$stem.ipynb"
   echo "$stem: $(( $(date +%s) - start )) s"
 done

@@ -91,8 +91,10 @@ def test_first_cells_open_in_colab_and_install_there(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     assert "Open In Colab" in first_md.source
-    links = re.findall(r"\]\((https://colab\.research\.google\.com/[^)\s]+)\)", first_md.source)
+    links = re.findall(r"\]\((https://colab\.research\.google\.com/github/[^)\s]+)\)",
+                       first_md.source)
     assert links == [colab_url(path.stem)], links
+    assert "remove-cell" in first_md.metadata.get("tags", []), "the book has a launch button"
     first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert '"google.colab" in sys.modules' in first_code.source
     assert f"git+{repository_url()}" in first_code.source

@@ -1,0 +1,189 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] tags=["remove-cell"]
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/cagnet-book/cagnet-step-by-step/blob/main/notebooks/04_context.ipynb)
+
+# %% tags=["remove-cell"]
+import sys
+
+if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
+    import subprocess
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q",
+         "cagnet @ git+https://github.com/cagnet-book/cagnet-step-by-step"],
+        check=True,
+    )
+
+# %% [markdown]
+# # The Contextual Module
+#
+# ZS3Net {cite}`bucher2019zs3net` generates the feature of a pixel from its class
+# embedding and random noise. But the real feature of a pixel depends on more than its
+# class: a cow's pixel looks different on grass and in a stable, at the animal's edge and
+# in its middle. CaGNet's idea {cite}`gu2020cagnet` is to let the generator know this
+# *context*, as a per-pixel **contextual latent code** $z$ computed from the image.
+#
+# The **Contextual Module** (CM) sits on top of the backbone. For each pixel it
+# aggregates context at three scales with dilated convolutions, lets a **context
+# selector** weight the scales per pixel, and turns the result into a Gaussian
+# $\mathcal{N}(\mu, \sigma^2)$ over $z$ (chapter 5). This chapter looks at the first
+# half: the dilated convolutions and the selector.
+
+# %%
+import inspect
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from cagnet.config import get_preset
+from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.losses import resize_labels
+from cagnet.models import ContextualModule
+from cagnet.train import fit
+from cagnet.viz import colorize, palette
+
+torch.manual_seed(0)
+cfg = get_preset("toy")
+CACHE = cache_home() / "book"
+classes = class_split(cfg.data)
+
+# %% [markdown]
+# ## The module
+#
+# With $a = E(x)$ the ASPP output and $h = \sigma(a)$:
+#
+# 1. three chained 3×3 convolutions with ReLU and dilations 1, 2 and 5 give maps
+#    $m_1, m_2, m_3$ (256 channels each at paper scale, no bias, no normalisation);
+# 2. the context selector, a 3×3 convolution on $[m_1, m_2, m_3]$ followed by a sigmoid,
+#    gives one weight $w_i \in (0, 1)$ per scale and pixel;
+# 3. a 1×1 convolution with ReLU fuses $[w_1 m_1, w_2 m_2, w_3 m_3]$ back to $d$
+#    channels; two 3×3 convolutions read $\mu$ and $\log \sigma^2$ from it.
+#
+# The package's `forward` is short enough to read in full:
+
+# %%
+print(inspect.getsource(ContextualModule.forward))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cm = ContextualModule(in_channels=600, hidden=256, dilations=(1, 2, 5))
+for name, p in cm.named_parameters():
+    print(f"{name:18s} {tuple(p.shape)}")
+print(f"total {sum(p.numel() for p in cm.parameters()):,} parameters")
+
+# %% [markdown]
+# ## Three receptive fields
+#
+# Chained, the dilated convolutions see 3×3, 7×7 and 17×17 positions of the feature map:
+# $1 + 2 \cdot 1 = 3$, $3 + 2 \cdot 2 = 7$, $7 + 2 \cdot 5 = 17$. At output stride 8 the
+# last is a 136-pixel window of the image: $m_1$ describes the pixel's immediate
+# surroundings, $m_3$ the object and what it stands on. The gradient of one position of
+# each map with respect to the input of CM shows the three windows:
+
+# %%
+toy_cm = ContextualModule(cfg.model.embed_dim, cfg.model.context_hidden,
+                          cfg.model.context_dilations)
+a = torch.randn(1, cfg.model.embed_dim, 33, 33, requires_grad=True)
+maps, m = [], torch.sigmoid(a)
+for conv in toy_cm.dilated:
+    m = torch.relu(conv(m))
+    maps.append(m)
+fig, axes = plt.subplots(1, 3, figsize=(10, 3.4))
+for i, (ax, mi) in enumerate(zip(axes, maps, strict=True)):
+    (g,) = torch.autograd.grad(mi[0, :, 16, 16].sum(), a, retain_graph=True)
+    support = (g[0].abs().sum(0) > 0).float()
+    ax.imshow(support, cmap="Blues", vmin=0, vmax=1.2)
+    side = int(support.sum(0).gt(0).sum())
+    ax.set_title(f"$m_{i + 1}$ (dilation {cfg.model.context_dilations[i]}): {side}×{side}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+fig.suptitle("Input positions that reach one position of each map")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## What the context selector chooses
+#
+# To see the selector at work we need a trained CaGNet. The next cell trains one on the
+# toy world (a few minutes on a CPU) or loads it from the cache; chapters 5 to 10 use
+# the same model. Then we run the model on test images and draw the three weights
+# $w_1, w_2, w_3$ of every pixel.
+
+# %%
+result = fit(cfg, out_dir=CACHE / "toy-cagnet", resume=True, progress=False)
+model = result.model.eval()
+test_set = build_dataset(cfg.data, "test")
+print(f"toy CaGNet: seen mIoU {result.metrics['miou_seen']:.3f}, "
+      f"unseen mIoU {result.metrics['miou_unseen']:.3f}, hIoU {result.metrics['hiou']:.3f}")
+
+# %%
+idx = [0, 1, 2, 3]
+images = torch.stack([test_set[i][0] for i in idx])
+labels = torch.stack([test_set[i][1] for i in idx])
+with torch.no_grad():
+    ctx = model.context(model.backbone(images))
+weights = ctx.weights  # (B, 3, h, w)
+print("selector weights:", tuple(weights.shape), "in", (float(weights.min()), float(weights.max())))
+colors = palette(classes.num_classes)
+fig, axes = plt.subplots(len(idx), 5, figsize=(11, 2.3 * len(idx)))
+for row, i in enumerate(idx):
+    axes[row, 0].imshow(test_set.images[i].permute(1, 2, 0))
+    axes[row, 1].imshow(colorize(labels[row], colors), interpolation="nearest")
+    for s in range(3):
+        im = axes[row, 2 + s].imshow(weights[row, s], vmin=0, vmax=1, cmap="viridis")
+    for ax, title in zip(axes[row], ["image", "label", "$w_1$ (3×3)", "$w_2$ (7×7)",
+                                     "$w_3$ (17×17)"], strict=True):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if row == 0:
+            ax.set_title(title)
+fig.colorbar(im, ax=axes, shrink=0.6, label="selector weight")
+plt.show()
+
+# %% [markdown]
+# The weights are not uniform: they follow the layout of the image, different at object
+# boundaries, inside objects and on the background. Averaged over the whole test set, per
+# class of the pixel (things vs stuff, seen vs unseen):
+
+# %%
+sums = torch.zeros(classes.num_classes, 3)
+counts = torch.zeros(classes.num_classes)
+loader = torch.utils.data.DataLoader(test_set, batch_size=50)
+with torch.no_grad():
+    for x, y in loader:
+        w = model.context(model.backbone(x)).weights  # (B, 3, h, w)
+        y = resize_labels(y, w.shape[-2:]).flatten()
+        w = w.permute(0, 2, 3, 1).reshape(-1, 3)
+        sums.index_add_(0, y, w)
+        counts.index_add_(0, y, torch.ones_like(y, dtype=torch.float))
+mean_w = (sums / counts[:, None]).numpy()
+fig, ax = plt.subplots(figsize=(11, 3.5))
+xs = np.arange(classes.num_classes)
+for s in range(3):
+    ax.bar(xs + (s - 1) * 0.27, mean_w[:, s], 0.27, label=f"$w_{s + 1}$")
+names = [n + (" *" if i in classes.unseen else "") for i, n in enumerate(classes.names)]
+ax.set_xticks(xs, names, rotation=60, ha="right", fontsize=8)
+ax.set(ylabel="mean weight", title="Context selector weights per class (* unseen)")
+ax.legend()
+plt.tight_layout()
+plt.show()
+assert ((weights > 0) & (weights < 1)).all()
+
+# %% [markdown]
+# The selector's output is only half of the module's job. The fused context becomes the
+# mean and variance of the latent code $z$ — the subject of the next chapter.

@@ -1,0 +1,184 @@
+"""The two steps, without a dataset: who learns from what, the schedule, the data order."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cagnet.config import get_preset
+from cagnet.train import (
+    SeededItems,
+    StepLosses,
+    Trainer,
+    call_frozen,
+    global_batch,
+    is_finetune_step,
+    poly_lr,
+)
+
+K, SEEN, UNSEEN = 6, [0, 1, 2, 3], [4, 5]
+
+
+def _trainer(method="cagnet", amp="off", **loss):
+    cfg = get_preset("toy").replace(method=method)
+    small = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
+                                generator_hidden=(32,), disc_hidden=32)
+    cfg = cfg.replace(model=small, loss=dataclasses.replace(cfg.loss, **loss),
+                      train=dataclasses.replace(cfg.train, amp=amp))
+    torch.manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(K, cfg.model.embed_dim), dim=1)
+    return Trainer(cfg, K, SEEN, UNSEEN, emb, "cpu")
+
+
+def _batch(b=2, size=32):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(b, 3, size, size, generator=g)
+    y = torch.randint(0, len(SEEN), (b, size, size), generator=g)
+    y[:, :4] = 255
+    return x, y
+
+
+def _snapshot(*modules):
+    return [t.detach().clone() for m in modules for t in m.state_dict().values()]
+
+
+def test_call_frozen_passes_gradient_to_inputs_only():
+    lin = torch.nn.Linear(3, 2)
+    x = torch.randn(4, 3, requires_grad=True)
+    call_frozen(lin, x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert lin.weight.grad is None and lin.bias.grad is None
+
+
+@pytest.mark.parametrize("method", ["cagnet", "zs3net", "seen-only"])
+def test_training_step_updates_every_network_with_finite_losses(method):
+    tr = _trainer(method)
+    m = tr.model
+    parts_of = {"E": [m.backbone], "CM": [m.context], "G": [m.generator],
+                "C": [m.discriminator.cls_head], "D": [m.discriminator.gan_head]}
+    before = {k: _snapshot(*[x for x in v if x is not None]) for k, v in parts_of.items()}
+    parts = tr.train_step(*_batch(), 0)
+    assert torch.isfinite(parts).all() and parts[0] > 0
+    after = {k: _snapshot(*[x for x in v if x is not None]) for k, v in parts_of.items()}
+    expect = {"E": True, "CM": method == "cagnet", "G": method != "seen-only", "C": True,
+              "D": method != "seen-only"}
+    for k, changed in expect.items():
+        moved = any(not torch.equal(a, b) for a, b in zip(before[k], after[k], strict=True))
+        assert moved == changed, k
+
+
+def test_fine_tuning_never_touches_backbone_or_context():
+    tr = _trainer("cagnet")
+    x, y = _batch()
+    tr.train_step(x, y, 0)
+    tr.set_stage("finetune")
+    frozen = _snapshot(tr.model.backbone, tr.model.context)  # weights and BatchNorm statistics
+    learners = _snapshot(tr.model.generator, tr.model.discriminator)
+    tr.train_step(x, y, 1)  # training step on real features: only G, D, C learn
+    tr.finetune_step()
+    tr.finetune_step()
+    assert all(torch.equal(a, b) for a, b in zip(
+        frozen, _snapshot(tr.model.backbone, tr.model.context), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(
+        learners, _snapshot(tr.model.generator, tr.model.discriminator), strict=True))
+    assert all(p.grad is None for p in tr.model.backbone.parameters())
+
+
+def test_backbone_ce_does_not_train_the_classifier():
+    # seen-only with C's own CE weight at 0: E still learns through C, but C must not move
+    tr = _trainer("seen-only", w_ce_real=0.0)
+    c_before = _snapshot(tr.model.discriminator)
+    e_before = _snapshot(tr.model.backbone.aspp)
+    tr.train_step(*_batch(), 0)
+    assert all(torch.equal(a, b) for a, b in zip(
+        c_before, _snapshot(tr.model.discriminator), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(
+        e_before, _snapshot(tr.model.backbone.aspp), strict=True))
+
+
+def test_generator_losses_do_not_train_the_discriminator():
+    # with every D/C weight at 0 and D's GAN replaced by G's, D would move only through G's loss
+    tr = _trainer("cagnet", w_ce_real=0.0)
+    losses: StepLosses = tr.losses
+    x, y = _batch()
+    out = losses("real", x, y)
+    g_terms = out[1][6:].sum()  # g_gan, g_content, g_ce are all present
+    assert g_terms > 0
+    tr.model.zero_grad(set_to_none=True)
+    m, L = tr.model, tr.cfg.loss
+    feats = m.segment(x)
+    from cagnet.losses import gan_loss, resize_labels
+    yy = resize_labels(y, feats["features"][0].shape[-2:])
+    fake = m.generate(yy, feats["ctx"].z)
+    gan_g, _ = call_frozen(m.discriminator, fake)
+    gan_loss(gan_g, True, L.gan).backward()
+    assert all(p.grad is None for p in m.discriminator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.generator.parameters())
+
+
+def test_random_label_maps_favour_unseen_classes():
+    tr = _trainer("cagnet")
+    torch.manual_seed(0)
+    y = tr.losses.random_labels(4, (50, 50))
+    counts = torch.bincount(y.flatten(), minlength=K).float()
+    assert counts[:len(SEEN)].min() > 0
+    # unseen_weight 10: each unseen class ~10x as frequent as each seen class
+    ratio = counts[UNSEEN].mean() / counts[SEEN].mean()
+    assert 8 < ratio < 12
+
+
+def test_schedule_alternates_blocks_after_training():
+    cfg = dataclasses.replace(get_preset("toy").train, iters=10, finetune_iters=40,
+                              switch_every=5)
+    kinds = [is_finetune_step(cfg, t) for t in range(50)]
+    assert not any(kinds[:15])  # training stage + the first block of training steps
+    assert all(kinds[15:20]) and not any(kinds[20:25]) and all(kinds[25:30])
+
+
+def test_poly_schedule():
+    assert poly_lr(1.0, 0, 100, 0.9) == 1.0
+    assert poly_lr(1.0, 50, 100, 0.9) == pytest.approx(0.5 ** 0.9)
+    assert poly_lr(1.0, 100, 100, 0.9) == 0.0
+
+
+def test_batches_depend_on_seed_and_iteration_only():
+    n, b = 10, 4
+    seen = [global_batch(0, t, b, n) for t in range(5)]  # 20 draws = two epochs
+    flat = sum(seen, [])
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:20]) == list(range(10))
+    assert global_batch(0, 3, b, n) == seen[3]  # recomputed from (seed, iteration)
+    assert global_batch(1, 0, b, n) != seen[0]
+
+
+class _Noisy(torch.utils.data.Dataset):
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return torch.rand(2), np.random.rand(), i
+
+
+def test_seeded_items_are_reproducible_and_leave_the_global_rng_alone():
+    items = SeededItems(_Noisy(), seed=3)
+    torch.manual_seed(0)
+    a = items[(7, 2)]
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    b = items[(7, 2)]
+    assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert torch.equal(torch.rand(1), after)  # loading did not consume the global stream
+    assert not torch.equal(items[(8, 2)][0], a[0])
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_steps_stay_finite(amp):
+    # the GPU fast path's autocast (and, for fp16, the gradient scaler) on the CPU
+    tr = _trainer("cagnet", amp=amp)
+    assert tr.amp_dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    assert tr.scaler.is_enabled() == (amp == "fp16")
+    x, y = _batch()
+    assert torch.isfinite(tr.train_step(x, y, 0)).all()
+    tr.set_stage("finetune")
+    tr.train_step(x, y, 1)
+    assert torch.isfinite(tr.finetune_step()).all()
