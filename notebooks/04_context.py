@@ -156,9 +156,11 @@ fig.colorbar(im, ax=axes, shrink=0.6, label="selector weight")
 plt.show()
 
 # %% [markdown]
-# The weights are not uniform: they follow the layout of the image, different at object
-# boundaries, inside objects and on the background. Averaged over the whole test set, per
-# class of the pixel (things vs stuff, seen vs unseen):
+# Do the weights follow the image? A selector that helps should weight the scales
+# differently at object boundaries, inside objects and on backgrounds. A selector that
+# training has switched off outputs $\sigma(0) = 0.5$ for every scale at every pixel.
+# Averaged over the whole test set, per class of the pixel (things vs stuff, seen vs
+# unseen):
 
 # %%
 sums = torch.zeros(classes.num_classes, 3)
@@ -182,6 +184,16 @@ ax.set(ylabel="mean weight", title="Context selector weights per class (* unseen
 ax.legend()
 plt.tight_layout()
 plt.show()
+
+# %%
+spread = float(weights.std())
+print(f"spread (standard deviation) of the selector weights over pixels and scales: {spread:.4f}")
+if spread < 0.01:
+    print("The selector is switched off on this run: every scale gets the same weight 0.5 at "
+          "every pixel, because its input maps are (almost) all zero. Chapter 5 measures the "
+          "consequence for the latent code.")
+else:
+    print("The selector weights the three context scales differently from pixel to pixel.")
 assert ((weights > 0) & (weights < 1)).all()
 
 # %% [markdown]

@@ -210,8 +210,32 @@ plt.gca().invert_yaxis()
 plt.tight_layout()
 plt.show()
 
+# %%
+gap = rows["another image's code"] - rows["own code (z = mu)"]
+print(f"advantage of the pixel's own code over another image's: {gap:.4f}")
+if gap < 0.01 * rows["own code (z = mu)"]:
+    print("On this run the codes carry no information about the pixel: mu is (almost) 0 "
+          "everywhere, so G(w, mu) is the same in every context. See 'When the code "
+          "collapses' below.")
+else:
+    print("The codes are informative: with its own code the generator lands closest to the "
+          "real feature.")
+
 # %% [markdown]
-# The codes are informative: with its own $\mu$ the generator lands closest to the real
-# feature. Sampled codes give the feature a spread of plausible contexts — which is what
-# fine-tuning relies on when it draws $z \sim \mathcal{N}(0, I)$ for unseen classes.
-# Chapter 6 looks at the generator that consumes them, and at how it is trained.
+# ## When the code collapses
+#
+# Two forces act on $\mu$ and $\log\sigma^2$. The KL term (weight 100) pulls every pixel's
+# Gaussian to $\mathcal{N}(0, I)$. Only the residual attention pulls the other way: a
+# code that helps the classifier lowers the segmentation loss (weight 0.5). The
+# generator does not: its input $z$ is detached, so no gradient reaches CM from $G$. If
+# the KL term wins — or the module's ReLUs die, so that its maps are all zero — then
+# $\mu = 0$ and $\log\sigma^2 = 0$ for every pixel: the KL is exactly 0, the attention is
+# $\sigma(0) = 0.5$ everywhere, the classifier's feature becomes $\sigma(1.5\,a)$, and the
+# generator's "contextual" input in training is pure noise. CaGNet then behaves like
+# ZS3Net. Measuring the codes, as above, is how to tell which case a trained model is in;
+# the KL per pixel and the spread of $\mu$ are the quickest signs.
+#
+# When the codes are informative, sampled codes give the generated features a spread of
+# plausible contexts, which is what fine-tuning relies on when it draws $z \sim
+# \mathcal{N}(0, I)$ for unseen classes. Chapter 6 looks at the generator that consumes
+# them, and at how it is trained.

@@ -102,9 +102,10 @@ plt.show()
 # The seen-only model is the reference for the seen classes and scores 0 on the unseen
 # ones. Both generative methods give up a little on the seen classes — the classifier now
 # also predicts classes it has only seen as generated features — and gain on the unseen
-# ones. The gap between ZS3Net and CaGNet is the contribution of the contextual latent
-# code. The toy numbers are a small-scale picture; the [results page](../book/results.md)
-# puts them beside the paper's Pascal-VOC numbers.
+# ones. ZS3Net and CaGNet differ only by the Contextual Module, so the gap between them
+# is what the contextual latent code contributes on this run (chapter 5 measures whether
+# the codes carry information). The toy numbers are a small-scale picture; the
+# [results page](../book/results.md) puts them beside the paper's Pascal-VOC numbers.
 #
 # ## Per class
 

@@ -26,6 +26,7 @@ K_TOY = 6
 def toy_model(method: str = "cagnet", **model_changes) -> CaGNet:
     torch.manual_seed(0)
     cfg = get_preset("toy").replace(method=method)
+    model_changes.setdefault("toy_stride", 2)  # the shapes below are written for stride 2
     if model_changes:
         cfg = cfg.replace(model=dataclasses.replace(cfg.model, **model_changes))
     emb = torch.nn.functional.normalize(torch.randn(K_TOY, cfg.model.embed_dim), dim=1)
@@ -34,10 +35,12 @@ def toy_model(method: str = "cagnet", **model_changes) -> CaGNet:
 
 def test_toy_backbone_shapes_and_groups():
     torch.manual_seed(0)
-    bb = build_backbone(get_preset("toy").model)
-    assert isinstance(bb, ToyBackbone) and bb.output_stride == 2 and bb.out_channels == 64
+    mcfg = get_preset("toy").model
+    bb = build_backbone(mcfg)
+    assert isinstance(bb, ToyBackbone) and bb.output_stride == mcfg.toy_stride
+    assert bb.out_channels == 64
     y = bb(torch.randn(2, 3, 64, 64))
-    assert y.shape == (2, 64, 32, 32)
+    assert y.shape == (2, 64, 64 // mcfg.toy_stride, 64 // mcfg.toy_stride)
     groups = bb.param_groups()
     assert set(groups) == {"trunk", "aspp_weight", "aspp_bias"}
     grouped = [p for ps in groups.values() for p in ps]
