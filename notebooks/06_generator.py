@@ -204,11 +204,27 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The generated seen features occupy the same regions as the real ones. The generated
-# unseen features land where the real unseen features are — regions of feature space the
-# segmentation network has never been told about. That is what the fine-tuning stage
-# will show the classifier. A number to go with the picture: how often does the trained
-# classifier $C$ give each unseen class to its generated features?
+# With $z = \mu$ a generated seen feature is one point per class when the codes carry
+# no context (chapter 5); the unseen clouds come from sampled codes. Do the generated
+# unseen features land near the real features of their class, a region of feature space
+# the segmentation network was never told about? For each unseen class, the real class
+# whose mean feature is nearest to the mean of its generated features:
+
+# %%
+present = torch.stack([(pixel_class == c).any() for c in range(classes.num_classes)])
+real_means = torch.stack([real[pixel_class == c].mean(0) if present[c]
+                          else torch.zeros(cfg.model.embed_dim)
+                          for c in range(classes.num_classes)])
+for u in classes.unseen:
+    d = (real_means - fake_unseen[fake_unseen_class == u].mean(0)).norm(dim=1)
+    d[~present] = float("inf")
+    order = d.argsort()[:3].tolist()
+    print(f"{classes.names[u]:15s} nearest real classes: "
+          + ", ".join(f"{classes.names[c]} ({float(d[c]):.2f})" for c in order))
+
+# %% [markdown]
+# And how often does the trained classifier $C$ give each unseen class to its generated
+# features?
 
 # %%
 with torch.no_grad():
