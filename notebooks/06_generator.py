@@ -234,6 +234,11 @@ for u in classes.unseen:
     print(f"{classes.names[u]:15s} C(G(w, z)) is classified as itself: {acc:.0%}")
 
 # %% [markdown]
+# $C$ names the generated unseen features almost perfectly: it was fine-tuned on them.
+# Whether that transfers to *real* unseen pixels depends on how close the generated
+# features are to the real ones, as measured above; chapter 8 gives the answer on the
+# test set.
+#
 # ## Play: sampling latent codes for one class
 #
 # The latent code decides *which* feature of a class the generator produces. Choose a
