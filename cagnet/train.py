@@ -649,14 +649,16 @@ def fit(
             if tcfg.eval_every and done % tcfg.eval_every == 0 and done != total:
                 test_scores(done, "test")
         stop_if_diverged(total)
+        finished_before = start == total  # a finished run only loads and scores
+        if not finished_before:
+            save(total, "done")
+        wall = elapsed if finished_before else elapsed + time.perf_counter() - t0
 
         metrics = None
         if evaluate:
             uncal, cal = test_scores(total, "test")
             metrics = {"preset": cfg.name, "method": cfg.method, "iteration": total,
-                       "wall_time_s": elapsed + time.perf_counter() - t0, **uncal,
-                       "calibrated": cal}
-        save(total, "done")
+                       "wall_time_s": wall, **uncal, "calibrated": cal}
         if out is not None and main:
             (out / "history.json").write_text(json.dumps(history, indent=1))
             if metrics is not None:

@@ -46,15 +46,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.models import ASPP, DeepLabV2, build_backbone, count_parameters
-from cagnet.train import fit
 from cagnet.viz import plot_iou, show_predictions
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"  # trained toy models are kept here and shared by the chapters
 
 # %% [markdown]
 # ## Dilation
@@ -182,8 +181,7 @@ print(f"{sum(p.numel() for p in aspp.parameters()):,} parameters")
 # under the cache folder and, when the checkpoint is complete, only loads and scores it.
 
 # %%
-seen_only = fit(cfg.replace(method="seen-only"), out_dir=CACHE / "toy-seen-only",
-                resume=True, progress=False)
+seen_only = toy_run("seen-only")
 m = seen_only.metrics
 print(f"seen mIoU {m['miou_seen']:.3f} | unseen mIoU {m['miou_unseen']:.3f} "
       f"| hIoU {m['hiou']:.3f} | pixel accuracy {m['pixel_acc']:.3f}")

@@ -50,16 +50,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.losses import resize_labels
 from cagnet.models import ContextualModule
-from cagnet.train import fit
 from cagnet.viz import colorize, palette
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 
 # %% [markdown]
@@ -125,7 +124,7 @@ plt.show()
 # $w_1, w_2, w_3$ of every pixel.
 
 # %%
-result = fit(cfg, out_dir=CACHE / "toy-cagnet", resume=True, progress=False)
+result = toy_run("cagnet")
 model = result.model.eval()
 test_set = build_dataset(cfg.data, "test")
 print(f"toy CaGNet: seen mIoU {result.metrics['miou_seen']:.3f}, "

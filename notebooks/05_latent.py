@@ -54,15 +54,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.losses import kl_divergence, resize_labels
-from cagnet.train import fit
 from cagnet.viz import colorize, palette
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 
 # %% [markdown]
@@ -129,7 +128,7 @@ plt.show()
 # The trained toy CaGNet (from the cache, or trained here as in chapter 4):
 
 # %%
-result = fit(cfg, out_dir=CACHE / "toy-cagnet", resume=True, progress=False)
+result = toy_run("cagnet")
 model = result.model.eval()
 test_set = build_dataset(cfg.data, "test")
 x = torch.stack([test_set[i][0] for i in range(64)])

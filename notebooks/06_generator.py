@@ -57,15 +57,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.losses import content_loss, gan_loss, mmd, resize_labels
 from cagnet.models import Discriminator, Generator
-from cagnet.train import fit
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 
 # %% [markdown]
@@ -161,7 +160,7 @@ plt.show()
 # features, coloured by class:
 
 # %%
-result = fit(cfg, out_dir=CACHE / "toy-cagnet", resume=True, progress=False)
+result = toy_run("cagnet")
 model = result.model.eval()
 test_set = build_dataset(cfg.data, "test")
 x = torch.stack([test_set[i][0] for i in range(48)])

@@ -59,15 +59,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.embeddings import class_embeddings
-from cagnet.train import LOSS_NAMES, StepLosses, Trainer, fit, is_finetune_step, poly_lr
+from cagnet.train import LOSS_NAMES, StepLosses, Trainer, is_finetune_step, poly_lr
 from cagnet.viz import colorize, palette, plot_losses
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 
 # %% [markdown]
@@ -162,12 +162,13 @@ print("fine-tune step ", {k: round(v, 3) for k, v in zip(LOSS_NAMES, parts.tolis
 # %% [markdown]
 # ## A full toy training
 #
-# `fit` runs both stages, checkpoints, logs the averaged losses every `log_every`
-# iterations and scores the model on the test set. The same model is shared by chapters
-# 4 to 10: the first of them to run trains it, the others load it from the cache.
+# `cagnet.train.fit` runs both stages, checkpoints, logs the averaged losses every
+# `log_every` iterations and scores the model on the test set. `cagnet.book.toy_run` calls
+# it with a cache folder, so the same model is shared by chapters 4 to 10: the first of
+# them to run trains it, the others load it.
 
 # %%
-result = fit(cfg, out_dir=CACHE / "toy-cagnet", resume=True, progress=False)
+result = toy_run("cagnet")
 m = result.metrics
 print(f"seen mIoU {m['miou_seen']:.3f} | unseen mIoU {m['miou_unseen']:.3f} | hIoU {m['hiou']:.3f}")
 

@@ -46,15 +46,14 @@ if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
 import matplotlib.pyplot as plt
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.metrics import ConfusionMatrix, scores
-from cagnet.train import fit
 from cagnet.viz import plot_iou, plot_results, show_predictions
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 test_set = build_dataset(cfg.data, "test")
 
@@ -85,8 +84,7 @@ print("IoU per class:", [round(v, 4) for v in s["iou"]], "(class 4 absent: nan)"
 # %%
 runs = {}
 for method in ("seen-only", "zs3net", "cagnet"):
-    runs[method] = fit(cfg.replace(method=method), out_dir=CACHE / f"toy-{method}",
-                       resume=True, progress=False)
+    runs[method] = toy_run(method)
 rows = [{"method": k, **r.metrics} for k, r in runs.items()]
 print(f"{'method':10s} {'seen mIoU':>10s} {'unseen mIoU':>12s} {'hIoU':>7s} {'pixel acc':>10s}")
 for r in rows:

@@ -48,20 +48,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from cagnet.book import toy_run
 from cagnet.config import get_preset
-from cagnet.data import build_dataset, cache_home, class_split
+from cagnet.data import build_dataset, class_split
 from cagnet.data.transforms import normalise
 from cagnet.evaluate import evaluate_calibrations
 from cagnet.losses import resize_labels
-from cagnet.train import fit
 from cagnet.viz import colorize, palette
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
-CACHE = cache_home() / "book"
 classes = class_split(cfg.data)
 test_set = build_dataset(cfg.data, "test")
-runs = {m: fit(cfg.replace(method=m), out_dir=CACHE / f"toy-{m}", resume=True, progress=False)
+runs = {m: toy_run(m)
         for m in ("seen-only", "zs3net", "cagnet")}
 
 # %% [markdown]

@@ -1,0 +1,35 @@
+"""The trained toy models that the book's chapters share.
+
+Chapters 3 to 10 need the same few toy models. `toy_run` trains one the first time it is
+asked for and afterwards only loads and scores it, so every notebook runs on its own and
+the book as a whole trains each model once. Runs are kept under
+``$CAGNET_CACHE/book`` (default ``~/.cache/cagnet/book``) in a folder named after the
+method and a hash of the whole configuration: a changed preset never loads a stale model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from cagnet.config import Config, get_preset
+from cagnet.data import cache_home
+from cagnet.train import TrainResult, fit
+
+
+def run_dir(cfg: Config) -> Path:
+    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``."""
+    digest = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
+
+
+def toy_run(method: str = "cagnet", cfg: Config | None = None,
+            progress: bool = False) -> TrainResult:
+    """Train ``cfg`` (default: the toy preset) with ``method``, or load the finished run.
+
+    Returns `cagnet.train.TrainResult`: the model, its test ``metrics`` (scored again on
+    every call, a few seconds) and the loss ``history``. A run killed half-way resumes.
+    """
+    cfg = (cfg if cfg is not None else get_preset("toy")).replace(method=method)
+    return fit(cfg, out_dir=run_dir(cfg), resume=True, progress=progress)
