@@ -63,6 +63,7 @@ class LossConfig:
     content: str = "mmd"  # "mmd" (official, RBF kernels) | "l2" (the paper's text)
     mmd_sigmas: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 40.0, 60.0)
     mmd_max_pixels: int | None = 1024  # per-class pixel cap of the MMD (cost ~ pixels^2)
+    ce_upsample: bool = False  # real-feature CE on logits upsampled to the labels' size
     w_kl: float = 100.0  # backbone: KL
     w_ce_real_backbone: float = 0.5  # backbone: CE on real features
     w_ce_real: float = 1.0  # D/C: CE on real features

@@ -32,6 +32,46 @@ def _restore(model: nn.Module, modes: list[bool]) -> None:
 
 
 @torch.no_grad()
+def confusion_matrices(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    seen: Sequence[int],
+    calibrations: Sequence[float] = (0.0,),
+    device: str | torch.device | None = None,
+    batch_size: int = 1,
+) -> list[ConfusionMatrix]:
+    """One confusion matrix of ``model`` on ``dataset`` per calibration ``gamma``, in one pass.
+
+    ``gamma`` is subtracted from the logits of the ``seen`` classes before the argmax. Under
+    ``torchrun`` each process scores its share of the images; the matrices are not summed
+    here (`ConfusionMatrix.all_reduce`). The model's train/eval modes are restored.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    info = distributed.current()
+    if info.enabled:
+        dataset = Subset(dataset, range(info.rank, len(dataset), info.world_size))  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        generator=torch.Generator())  # leaves the global RNG untouched
+    matrices = [ConfusionMatrix(num_classes, device=device) for _ in calibrations]
+    seen_idx = torch.tensor(list(seen), device=device)
+    modes = _modes(model)
+    model.eval()
+    try:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            logits = model.predict(images).float()  # (B, K, H, W)
+            for gamma, cm in zip(calibrations, matrices, strict=True):
+                shifted = logits
+                if gamma:
+                    shifted = logits.clone()
+                    shifted[:, seen_idx] -= gamma
+                cm.update(shifted.argmax(1), labels)
+    finally:
+        _restore(model, modes)
+    return matrices
+
+
 def evaluate_calibrations(
     model: nn.Module,
     dataset: Dataset,
@@ -49,28 +89,8 @@ def evaluate_calibrations(
     """
     get = classes.get if isinstance(classes, dict) else lambda k: getattr(classes, k)
     names, seen, unseen = list(get("names")), list(get("seen")), list(get("unseen"))
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    info = distributed.current()
-    if info.enabled:
-        dataset = Subset(dataset, range(info.rank, len(dataset), info.world_size))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
-                        generator=torch.Generator())  # leaves the global RNG untouched
-    matrices = [ConfusionMatrix(len(names), device=device) for _ in calibrations]
-    seen_idx = torch.tensor(seen, device=device)
-    modes = _modes(model)
-    model.eval()
-    try:
-        for images, labels in loader:
-            images, labels = images.to(device), labels.to(device)
-            logits = model.predict(images).float()  # (B, K, H, W)
-            for gamma, cm in zip(calibrations, matrices, strict=True):
-                shifted = logits
-                if gamma:
-                    shifted = logits.clone()
-                    shifted[:, seen_idx] -= gamma
-                cm.update(shifted.argmax(1), labels)
-    finally:
-        _restore(model, modes)
+    matrices = confusion_matrices(model, dataset, len(names), seen, calibrations, device,
+                                  batch_size)
     results = []
     for gamma, cm in zip(calibrations, matrices, strict=True):
         cm.all_reduce()

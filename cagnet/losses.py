@@ -39,12 +39,18 @@ def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     return (x * m).sum() / (m.sum() * x.shape[1]).clamp_min(1)
 
 
-def segmentation_ce(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+def segmentation_ce(logits: Tensor, target: Tensor, ignore_index: int = 255,
+                    upsample: bool = False) -> Tensor:
     """Pixel-wise cross-entropy of logits (B, K, h, w) against labels (B, H, W).
 
-    The labels are nearest-resized to the logits' size when they differ. Mean over the
-    pixels that are not ``ignore_index``; 0 (with a graph) when every pixel is ignored.
+    When the sizes differ, the labels are nearest-resized to the logits' size, or, with
+    ``upsample``, the logits are bilinearly upsampled to the labels' size (as at test time,
+    so boundaries are learnt below the feature stride). Mean over the pixels that are not
+    ``ignore_index``; 0 (with a graph) when every pixel is ignored.
     """
+    if upsample and logits.shape[-2:] != target.shape[-2:]:
+        logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear",
+                               align_corners=False)
     target = resize_labels(target, tuple(logits.shape[-2:]))
     total = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="sum")
     return total / (target != ignore_index).sum().clamp_min(1)

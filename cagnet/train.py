@@ -142,20 +142,22 @@ class StepLosses(nn.Module):
         y = resize_labels(labels, real.shape[-2:])  # (B, h, w)
         valid = y != IGNORE
         zero = real.new_zeros((), dtype=torch.float32)
+        up = L.ce_upsample
 
         # E and CM: CE through a frozen C, averaged over the scales; KL keeps z samplable
         e_ce = e_kl = zero
         if train_backbone:
-            e_ce = torch.stack([segmentation_ce(call_frozen(m.discriminator, f)[1], labels)
-                                for f in feats]).mean()
+            e_ce = torch.stack([segmentation_ce(call_frozen(m.discriminator, f)[1], labels,
+                                                upsample=up) for f in feats]).mean()
             if ctx is not None:
                 e_kl = kl_divergence(ctx.mu, ctx.logvar)
         loss = L.w_ce_real_backbone * e_ce + L.w_kl * e_kl
 
         # D and C on detached real features
         gan_real, cls_real = m.discriminator(real.detach())
-        d_ce_real = torch.stack([segmentation_ce(cls_real, labels)] + [
-            segmentation_ce(m.classify(f.detach()), labels) for f in feats[1:]]).mean()
+        d_ce_real = torch.stack([segmentation_ce(cls_real, labels, upsample=up)] + [
+            segmentation_ce(m.classify(f.detach()), labels, upsample=up)
+            for f in feats[1:]]).mean()
         loss = loss + L.w_ce_real * d_ce_real
         d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
 

@@ -6,7 +6,7 @@ takes numpy arrays or CPU tensors; matplotlib is imported only by the plotting f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +37,21 @@ def palette(num_classes: int) -> np.ndarray:
             c >>= 3
         colors[k] = (r, g, b)
     return colors
+
+
+def pca_2d(features: torch.Tensor) -> Callable[[torch.Tensor], np.ndarray]:
+    """A projection onto the first two principal components of ``features`` (N, d).
+
+    Returns ``project``: any (M, d) features -> (M, 2) numpy coordinates in that basis, so
+    real and generated features can be drawn in the same plane.
+    """
+    mean = features.mean(0)
+    _, _, v = torch.linalg.svd(features - mean, full_matrices=False)  # v: (d, d), rows = axes
+
+    def project(f: torch.Tensor) -> np.ndarray:
+        return ((f - mean) @ v[:2].T).numpy()
+
+    return project
 
 
 def _numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:

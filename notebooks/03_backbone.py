@@ -41,15 +41,17 @@ if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
 # *seen-only* segmenter on the toy world to confirm chapter 1's prediction.
 
 # %%
+import inspect
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from torch import nn
 
 from cagnet.book import toy_run
 from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.models import ASPP, DeepLabV2, build_backbone, count_parameters
+from cagnet.models.backbone import receptive_fields
 from cagnet.viz import plot_iou, show_predictions
 
 torch.manual_seed(0)
@@ -110,20 +112,9 @@ print({k: f"{v:,}" for k, v in count_parameters(get_preset("voc")).items()})
 # before it. (ResNet's 1×1 shortcut convolutions add nothing.)
 
 # %%
-def receptive_fields(net):
-    """(layer, receptive field, jump) after every conv / pooling layer of ``net``, in order."""
-    rf, jump, rows = 1, 1, []
-    for name, m in net.named_modules():
-        if "downsample" in name or not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
-            continue
-        k, s, d = (getattr(m, a) for a in ("kernel_size", "stride", "dilation"))
-        k, s, d = (v[0] if isinstance(v, tuple) else v for v in (k, s, d))
-        rf += (k - 1) * d * jump
-        jump *= s
-        rows.append((name, rf, jump))
-    return rows
+print(inspect.getsource(receptive_fields))
 
-
+# %%
 # NBVAL_CHECK_OUTPUT
 rows = receptive_fields(deeplab.trunk)
 stages = {"3": "stem", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}

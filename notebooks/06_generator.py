@@ -62,6 +62,7 @@ from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.losses import content_loss, gan_loss, mmd, resize_labels
 from cagnet.models import Discriminator, Generator
+from cagnet.viz import pca_2d
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -177,13 +178,7 @@ with torch.no_grad():
     fake_unseen_class = unseen.repeat_interleave(150)
     fake_unseen = model.generate(fake_unseen_class.view(1, 1, -1), None)[0, :, 0].T
 
-mean = real.mean(0)
-_, _, v = torch.linalg.svd(real - mean, full_matrices=False)
-
-
-def project(f):  # features (N, d) -> their first two principal components (N, 2)
-    return ((f - mean) @ v[:2].T).numpy()
-
+project = pca_2d(real)  # features (N, d) -> the real features' first two PCs (N, 2)
 
 colors = plt.get_cmap("tab20")(np.arange(classes.num_classes))
 

@@ -49,6 +49,7 @@ import torch
 from cagnet.book import toy_run
 from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
+from cagnet.evaluate import confusion_matrices
 from cagnet.metrics import ConfusionMatrix, scores
 from cagnet.viz import plot_iou, plot_results, show_predictions
 
@@ -143,17 +144,9 @@ plt.show()
 # normalised to sum to 1:
 
 # %%
-def confusion(model):
-    cm = ConfusionMatrix(classes.num_classes)
-    model.eval()
-    loader = torch.utils.data.DataLoader(test_set, batch_size=50)
-    with torch.no_grad():
-        for x, y in loader:
-            cm.update(model.predict(x).argmax(1), y)
-    return cm.matrix
-
-
-matrices = {m: confusion(runs[m].model) for m in ("seen-only", "cagnet")}
+matrices = {m: confusion_matrices(runs[m].model, test_set, classes.num_classes, classes.seen,
+                                  batch_size=50)[0].matrix
+            for m in ("seen-only", "cagnet")}
 names = [n + (" *" if i in classes.unseen else "") for i, n in enumerate(classes.names)]
 fig, axes = plt.subplots(1, 2, figsize=(15, 6.5))
 for ax, (method, mat) in zip(axes, matrices.items(), strict=True):

@@ -69,3 +69,30 @@ def test_confusion_matrix_rejects_bad_input():
         cm.update(torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 3, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="seen"):
         scores(MATRIX, seen=[], unseen=[])
+
+
+class _FixedLogits(torch.nn.Module):
+    """predict(images) -> the logits stored in the image tensor itself (B, K, H, W)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def predict(self, images):
+        return images
+
+
+def test_confusion_matrices_one_pass_many_calibrations():
+    from cagnet.evaluate import confusion_matrices
+
+    # 3 classes (0, 1 seen; 2 unseen); pixel logits: seen class 0 wins by 0.5 over unseen 2
+    logits = torch.tensor([[[[2.0]], [[0.0]], [[1.5]]], [[[0.0]], [[3.0]], [[1.0]]]])
+    labels = torch.tensor([[[2]], [[1]]])
+    data = list(zip(logits, labels, strict=True))
+    model = _FixedLogits().train()
+    plain, shifted, large = confusion_matrices(model, data, 3, seen=[0, 1],
+                                               calibrations=(0.0, 1.0, 5.0), batch_size=2)
+    assert model.training  # mode restored
+    assert plain.matrix.tolist() == [[0, 0, 0], [0, 1, 0], [1, 0, 0]]
+    assert shifted.matrix.tolist() == [[0, 0, 0], [0, 1, 0], [0, 0, 1]]  # 2.0-1 < 1.5
+    assert large.matrix.tolist() == [[0, 0, 0], [0, 0, 1], [0, 0, 1]]  # 3-5 < 1

@@ -207,3 +207,26 @@ def test_voc_forward_backward_on_cpu():
     assert model.backbone.trunk[1].weight.grad is None
     fake = model.generate(torch.randint(0, 21, (1, 9, 9)), out["ctx"].z)
     assert fake.shape == (1, 600, 9, 9)
+
+
+def test_receptive_fields_by_hand():
+    from torch import nn
+
+    from cagnet.models.backbone import receptive_fields
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),  # rf 1 + 2 = 3, jump 1
+                        nn.Conv2d(4, 4, 3, stride=2, padding=1),  # rf 3 + 2 = 5, jump 2
+                        nn.Conv2d(4, 4, 3, padding=2, dilation=2),  # rf 5 + 2*2*2 = 13
+                        nn.MaxPool2d(3, stride=2))  # rf 13 + 2*2 = 17, jump 4
+    assert receptive_fields(net) == [("0", 3, 1), ("1", 5, 2), ("2", 13, 2), ("3", 17, 4)]
+
+
+def test_segmentation_ce_upsampled_logits_score_below_the_stride():
+    # a 2x2 logit map whose boundary falls between label pixels: nearest-resized labels
+    # cannot see the difference, upsampled logits can
+    logits = torch.tensor([[[[4.0, -4.0], [4.0, -4.0]], [[-4.0, 4.0], [-4.0, 4.0]]]])
+    good = torch.tensor([[[0, 0, 1, 1]] * 4])
+    bad = torch.tensor([[[0, 1, 1, 1]] * 4])
+    assert segmentation_ce(logits, good) == segmentation_ce(logits, bad)
+    assert (segmentation_ce(logits, good, upsample=True)
+            < segmentation_ce(logits, bad, upsample=True))

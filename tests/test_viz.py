@@ -60,3 +60,15 @@ def test_plots_draw_what_they_are_given():
     fig = viz.show_predictions([np.zeros((4, 4, 3), np.uint8)], [np.zeros((4, 4), int)],
                                [np.ones((4, 4), int)], ["sky", "cat"], unseen=[1])
     assert len(fig.axes) == 3
+
+
+def test_pca_2d_finds_the_directions_of_largest_spread():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(200, 1, generator=g)
+    axis1, axis2 = torch.tensor([[1.0, 1.0, 0.0]]) / 2**0.5, torch.tensor([[0.0, 0.0, 1.0]])
+    features = 5.0 * t * axis1 + 0.5 * torch.randn(200, 1, generator=g) * axis2 + 3.0
+    xy = viz.pca_2d(features)(features)
+    assert xy.shape == (200, 2)
+    assert abs(np.corrcoef(xy[:, 0], t[:, 0].numpy())[0, 1]) > 0.999
+    assert xy[:, 0].std() > 5 * xy[:, 1].std() > 0
+    assert abs(xy.mean(0)).max() < 1e-4  # centred on the features' mean

@@ -210,6 +210,25 @@ class ToyBackbone(SegmentationBackbone):
         self.output_stride = stride
 
 
+def receptive_fields(net: nn.Module) -> list[tuple[str, int, int]]:
+    """``(layer name, receptive field in px, jump)`` after every conv / max-pool of ``net``.
+
+    Walks the layers in registration order (a chain, as in a ResNet trunk): a ``k x k``
+    layer with dilation ``r`` adds ``(k - 1) r J`` pixels, where the jump ``J`` is the
+    product of the strides before it. ResNet's 1x1 ``downsample`` shortcuts are skipped.
+    """
+    rf, jump, rows = 1, 1, []
+    for name, m in net.named_modules():
+        if "downsample" in name or not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
+            continue
+        k, s, d = (getattr(m, a) for a in ("kernel_size", "stride", "dilation"))
+        k, s, d = (int(v[0] if isinstance(v, tuple) else v) for v in (k, s, d))
+        rf += (k - 1) * d * jump
+        jump *= s
+        rows.append((name, rf, jump))
+    return rows
+
+
 def _conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> list[nn.Module]:
     return [
         nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
