@@ -4,7 +4,8 @@ Chapters 3 to 10 need the same few toy models. `toy_run` trains one the first ti
 asked for and afterwards only loads and scores it, so every notebook runs on its own and
 the book as a whole trains each model once. Runs are kept under
 ``$CAGNET_CACHE/book`` (default ``~/.cache/cagnet/book``) in a folder named after the
-method and a hash of the whole configuration: a changed preset never loads a stale model.
+method and a hash of the whole configuration and of the toy world's constants: a changed
+preset or world never loads a stale model.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from pathlib import Path
 
 from cagnet.config import Config, get_preset
 from cagnet.data import cache_home
+from cagnet.data.toy import world_constants
 from cagnet.train import TrainResult, fit
 
 
 def run_dir(cfg: Config) -> Path:
     """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``."""
-    digest = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    key = cfg.to_dict()
+    if cfg.data.dataset == "toy":
+        key["toy_world"] = world_constants()
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
 
 

@@ -30,3 +30,11 @@ def test_every_method_and_config_gets_its_own_folder():
     folders = {run_dir(cfg.replace(method=m)) for m in ("cagnet", "zs3net", "seen-only")}
     folders.add(run_dir(config_with(cfg.replace(method="cagnet"), train=dict(seed=1))))
     assert len(folders) == 4
+
+
+def test_a_changed_toy_world_gets_its_own_folder(monkeypatch):
+    import cagnet.data.toy as toy
+
+    before = run_dir(_tiny())
+    monkeypatch.setattr(toy, "SIZE_RANGE", (toy.SIZE_RANGE[0], toy.SIZE_RANGE[1] + 1))
+    assert run_dir(_tiny()) != before

@@ -165,7 +165,7 @@ def test_objects_are_small_and_mostly_near_boundaries(world):
     lab = world.labels
     things = lab >= len(STUFF)
     visible = sum(len(np.unique(x[x >= len(STUFF)])) for x in lab)
-    assert 60 < things.sum() / visible < 400  # pixels per visible object (10-22 px across)
+    assert 150 < things.sum() / visible < 500  # pixels per visible object (16-28 px across)
     edge = maximum_filter(lab, size=(1, 5, 5)) != minimum_filter(lab, size=(1, 5, 5))
     assert (edge & things).sum() / things.sum() > 0.4
     counts = (world.objects[..., 0] >= 0).sum(1)

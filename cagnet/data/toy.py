@@ -21,7 +21,7 @@ splits: ``alt`` (*red circle, green square, blue cross, yellow triangle*) and ``
 Context matters: each shape has a favourite stuff (circle-water, square-sand,
 triangle-snow, cross-grass); an object on a stuff field is its favourite shape with
 probability 0.7 (0.1 for each other shape), so P(favourite stuff | shape) = 0.7 too.
-Objects are 10-22 px across (at 64 px; they scale with the image), may overlap, and are
+Objects are 16-28 px across (at 64 px; they scale with the image), may overlap, and are
 slightly rotated; colours are jittered per object, stuff per image, brightness per
 image, and Gaussian noise is added per pixel.
 
@@ -70,10 +70,17 @@ TOY_SPLITS = {
     "two": ("red cross", "blue square"),
 }
 MAX_OBJECTS = 4
-SIZE_RANGE = (10.0, 22.0)  # object extent in pixels at 64 px (scaled with the image)
+SIZE_RANGE = (16.0, 28.0)  # object extent in pixels at 64 px (scaled with the image)
 MAX_ROTATION = np.pi / 8  # objects are rotated by up to this angle either way
 CHUNK = 64  # images per random stream; fixed so that image i never depends on the count
 STREAMS = {"train": 0, "test": 1}
+
+
+def world_constants() -> dict:
+    """The constants that shape the toy world; a run trained on another world is stale."""
+    return {"prior": PRIOR, "max_objects": MAX_OBJECTS, "size_range": list(SIZE_RANGE),
+            "max_rotation": float(MAX_ROTATION), "splits": TOY_SPLITS}
+
 
 # RGB base colours (0-255); things are saturated, stuff is muted and textured.
 _THING_RGB = np.array([[215, 45, 40], [45, 185, 65], [45, 75, 225], [235, 205, 35]],
