@@ -47,15 +47,34 @@ def run_one(method: str, split: str, seed: int, threads: int) -> dict:
             "train_s": round(m["wall_time_s"], 1), "threads": threads}
 
 
-def markdown(rows: list[dict], cfg_note: str) -> str:
-    head = ("| method | split | seed | seen mIoU | unseen mIoU | hIoU | seen mIoU (cal.) "
+SCORES = ("seen", "unseen", "hiou", "seen_cal", "unseen_cal", "hiou_cal")
+
+
+def table(rows: list[dict], keys: tuple[str, ...]) -> str:
+    """A markdown table of ``rows``: the ``keys`` columns, the scores and training time."""
+    head = ("| " + " | ".join(keys) + " | seen mIoU | unseen mIoU | hIoU | seen mIoU (cal.) "
             "| unseen mIoU (cal.) | hIoU (cal.) | training time (s) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            "|" + "---|" * (len(keys) + 7) + "\n")
     body = "".join(
-        f"| {r['method']} | {r['split']} | {r['seed']} | {r['seen']:.3f} | {r['unseen']:.3f} "
-        f"| {r['hiou']:.3f} | {r['seen_cal']:.3f} | {r['unseen_cal']:.3f} | {r['hiou_cal']:.3f} "
-        f"| {r['train_s']:.0f} |\n" for r in rows)
-    return (f"{head}{body}\n{cfg_note}\n")
+        "| " + " | ".join(str(r[k]) for k in keys) + " | "
+        + " | ".join(f"{r[s]:.3f}" for s in SCORES) + f" | {r['train_s']:.0f} |\n"
+        for r in rows)
+    return head + body
+
+
+def means(rows: list[dict]) -> list[dict]:
+    """The mean of every score over the seeds of each (method, split)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["split"]), []).append(r)
+    return [{"method": m, "split": s, "seeds": len(g),
+             **{k: sum(r[k] for r in g) / len(g) for k in (*SCORES, "train_s")}}
+            for (m, s), g in groups.items()]
+
+
+def markdown(rows: list[dict], cfg_note: str) -> str:
+    return (f"Mean over seeds:\n\n{table(means(rows), ('method', 'split', 'seeds'))}\n"
+            f"Every run:\n\n{table(rows, ('method', 'split', 'seed'))}\n{cfg_note}\n")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Set up everything on a fresh machine, then run the package's tests: lint, unit and
-# integration (models, data, training, CLI, checkpoints, two-process DDP).
-# The book's own checks (nbval, pair sync, the site in Chromium) are scripts/test_book.sh.
+# Set up everything on a fresh machine (with Chromium), then run every test: lint; unit and
+# integration tests of the package (models, data, training, CLI, checkpoints, two-process
+# DDP); the notebooks' pairs and outputs; every notebook under nbval; and the built book
+# opened page by page in headless Chromium. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 .venv/bin/ruff check cagnet tests benchmarks scripts notebooks/*.py
-.venv/bin/python -m pytest tests --ignore=tests/test_site.py --ignore=tests/test_notebooks.py \
-  -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests notebooks --nbval-lax -p no:cacheprovider --durations=20 "$@"
