@@ -101,10 +101,17 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
                  progress=False)
     ddp = load_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"]
     one = single.model.state_dict()
+    # float32 gradients are summed in another order across two processes. Adam moves a
+    # weight by up to ~lr a step whatever the gradient's size, so a coordinate whose
+    # gradient is zero up to rounding may step either way: allow a few such coordinates
+    # (< 1%), each off by at most iters * lr; a wrong gradient average moves most of them.
+    adam_step = cfg.train.iters * max(cfg.train.lr_d, cfg.train.lr_g)
     for k, v in one.items():
-        # float32 gradients are summed in another order across two processes
-        diff = (ddp[k].float() - v.float()).abs().max().item() if v.numel() else 0.0
-        torch.testing.assert_close(ddp[k], v, rtol=1e-3, atol=1e-5, msg=f"{k}: max diff {diff}")
+        a, b = ddp[k].float(), v.float()
+        off = (a - b).abs() > 1e-5 + 1e-3 * b.abs()
+        assert off.float().mean() < 0.01 if v.numel() else True, f"{k}: {int(off.sum())} differ"
+        if off.any():
+            assert (a - b).abs().max() <= 1.01 * adam_step, f"{k}: {(a - b).abs().max()}"
     # the three steps moved the weights far more than that tolerance
     untrained = dataclasses.replace(cfg.train, iters=0)
     init = fit(cfg.replace(train=untrained), None, device="cpu", train_set=train_set,
@@ -114,5 +121,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
     m_ddp = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     m_one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    # the few coordinates Adam moved apart may flip a handful of the 6 x 32 x 32 pixels
     for key in ("pixel_acc", "miou", "miou_seen"):
-        assert m_ddp[key] == pytest.approx(m_one[key], abs=1e-9)
+        assert m_ddp[key] == pytest.approx(m_one[key], abs=1e-3)
