@@ -54,7 +54,7 @@ def table(rows: list[dict], keys: tuple[str, ...]) -> str:
     """A markdown table of ``rows``: the ``keys`` columns, the scores and training time."""
     head = ("| " + " | ".join(keys) + " | seen mIoU | unseen mIoU | hIoU | seen mIoU (cal.) "
             "| unseen mIoU (cal.) | hIoU (cal.) | training time (s) |\n"
-            "|" + "---|" * (len(keys) + 7) + "\n")
+            "|" + "---|" * (len(keys) + len(SCORES) + 1) + "\n")
     body = "".join(
         "| " + " | ".join(str(r[k]) for k in keys) + " | "
         + " | ".join(f"{r[s]:.3f}" for s in SCORES) + f" | {r['train_s']:.0f} |\n"
