@@ -94,6 +94,7 @@ class TrainConfig:
     lr_d: float = 2.5e-4  # Adam, discriminator/classifier
     lr_g: float = 2e-4  # Adam, generator
     adam_betas: tuple[float, float] = (0.5, 0.999)
+    finetune_decay: bool = False  # Adam rates decay (poly) over fine-tuning; official: constant
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
     seed: int = 0
     num_workers: int = 4

@@ -317,10 +317,17 @@ class Trainer:
                               enabled=self.amp_dtype is not None)
 
     def set_lr(self, iteration: int) -> None:
-        """Poly schedule for E and CM over the training stage (Adam keeps a constant rate)."""
+        """Poly schedule for E and CM over the training stage; Adam keeps a constant rate,
+        or, with ``finetune_decay``, follows the poly schedule over the fine-tuning stage."""
         t = self.cfg.train
-        for g in self.optimizers["backbone"].param_groups:
-            g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
+        if self.stage == "train":
+            for g in self.optimizers["backbone"].param_groups:
+                g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
+        elif t.finetune_decay:
+            for name, base in (("discriminator", t.lr_d), ("generator", t.lr_g)):
+                lr = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
+                for g in self.optimizers[name].param_groups if name in self.optimizers else []:
+                    g["lr"] = lr
 
     def _update(self, kind: str, x: Tensor, labels: Tensor) -> Tensor:
         for opt in self.active:
@@ -340,14 +347,16 @@ class Trainer:
         """One training step on real images (B, 3, H, W) and labels (B, H, W)."""
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
-        if self.stage == "train":
-            self.set_lr(iteration)
+        self.set_lr(iteration)
         return self._update("real" if self.stage == "train" else "real-frozen", images, labels)
 
-    def finetune_step(self) -> Tensor:
-        """One fine-tuning step on generated features (needs a training step before it)."""
+    def finetune_step(self, iteration: int | None = None) -> Tensor:
+        """One fine-tuning step on generated features (needs a training step before it);
+        ``iteration`` sets the learning rates (see `set_lr`)."""
         if self.kept is None:
             raise RuntimeError("a fine-tuning step needs the real features of a training step")
+        if iteration is not None:
+            self.set_lr(iteration)
         return self._update("fake", *self.kept)
 
     def state_dict(self) -> dict[str, Any]:
@@ -635,7 +644,7 @@ def fit(
             stage = "train" if it < tcfg.iters else "finetune"
             trainer.set_stage(stage)
             if is_finetune_step(tcfg, it):
-                kind, parts = "fake", trainer.finetune_step()
+                kind, parts = "fake", trainer.finetune_step(it)
             else:
                 images, labels = next(batches)
                 kind, parts = "real", trainer.train_step(images, labels, it)

@@ -19,6 +19,7 @@ from cagnet.models import (
     build_backbone,
 )
 from cagnet.models.backbone import max_over_scales
+from cagnet.models.dropout import Dropout
 
 K_TOY = 6
 
@@ -91,6 +92,27 @@ def test_generator_and_discriminator_shapes():
     assert not torch.allclose(zs3(w), zs3(w))  # fresh noise every call
     gan, cls = Discriminator(8, 16, 5)(f)
     assert gan.shape == (2, 1, 3, 3) and cls.shape == (2, 5, 3, 3)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_dropout_matches_torch_in_distribution(p):
+    torch.manual_seed(0)
+    x = torch.rand(64, 32, 16, 16) + 0.5  # no zeros of its own
+    drop = Dropout(p)
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - p) < 0.01  # 500k draws: the std of the rate is < 0.001
+    kept = y != 0
+    torch.testing.assert_close(y[kept], x[kept] / (1 - p))
+    ref = torch.nn.Dropout(p)(x)  # torch's own: the same rate and scale
+    assert abs((ref == 0).float().mean().item() - dropped) < 0.01
+    x.requires_grad_(True)
+    y = drop(x)
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y != 0).float() / (1 - p))  # gradient through the mask
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(Dropout(0.0)(x), x) and torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
 
 
 def test_embed_labels():

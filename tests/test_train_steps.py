@@ -144,6 +144,28 @@ def test_poly_schedule():
     assert poly_lr(1.0, 100, 100, 0.9) == 0.0
 
 
+@pytest.mark.parametrize("decay", [False, True])
+def test_adam_rates_in_fine_tuning(decay):
+    tr = _trainer()
+    t = dataclasses.replace(tr.cfg.train, iters=10, finetune_iters=40, finetune_decay=decay)
+    tr.cfg = tr.cfg.replace(train=t)
+    x, y = _batch()
+    tr.train_step(x, y, 9)
+    lr_sgd = tr.optimizers["backbone"].param_groups[0]["lr"]
+    assert lr_sgd == pytest.approx(poly_lr(t.lr, 9, 10, t.poly_power))
+    tr.set_stage("finetune")
+    tr.train_step(x, y, 30)  # 20 of 40 fine-tuning iterations done
+    tr.finetune_step(49)
+    rates = {k: o.param_groups[0]["lr"] for k, o in tr.optimizers.items()}
+    assert rates["backbone"] == lr_sgd  # E and CM are frozen: their schedule has ended
+    if decay:  # poly over the fine-tuning stage, read at its last iteration
+        assert rates["discriminator"] == pytest.approx(poly_lr(t.lr_d, 39, 40, t.poly_power))
+        assert rates["generator"] == pytest.approx(poly_lr(t.lr_g, 39, 40, t.poly_power))
+        assert rates["discriminator"] < 0.05 * t.lr_d
+    else:
+        assert rates["discriminator"] == t.lr_d and rates["generator"] == t.lr_g
+
+
 def test_batches_depend_on_seed_and_iteration_only():
     n, b = 10, 4
     seen = [global_batch(0, t, b, n) for t in range(5)]  # 20 draws = two epochs

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from cagnet.models.dropout import Dropout
+
 
 class Discriminator(nn.Module):
     """D and C on pixel features: a shared 1x1 conv d -> hidden + ReLU + dropout, two 1x1 heads.
@@ -21,7 +23,7 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.shared = nn.Sequential(
-            nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True), nn.Dropout(dropout)
+            nn.Conv2d(in_channels, hidden, 1), nn.ReLU(inplace=True), Dropout(dropout)
         )
         self.gan_head = nn.Conv2d(hidden, 1, 1)
         self.cls_head = nn.Conv2d(hidden, num_classes, 1)

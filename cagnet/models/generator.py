@@ -11,6 +11,8 @@ import itertools
 import torch
 from torch import Tensor, nn
 
+from cagnet.models.dropout import Dropout
+
 
 class Generator(nn.Module):
     """G(w, z): concat(embedding map w, latent map z) -> 1x1 conv MLP -> sigmoid feature.
@@ -36,7 +38,7 @@ class Generator(nn.Module):
             layers += [
                 nn.Conv2d(cin, cout, 1),
                 nn.LeakyReLU(0.2, inplace=True),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             ]
         layers.append(nn.Conv2d(widths[-1], out_dim, 1))
         self.mlp = nn.Sequential(*layers)
