@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine: a virtual environment in .venv with the package,
-# its test and book extras, and (with --browser) Debian's Chromium for the site tests.
+# its test and book extras, and (with --browser) Debian's Chromium and chromedriver for
+# the site tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,10 +11,11 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt torch torchvision
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev,book]"
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "${1:-}" = "--browser" ] && ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq chromium chromium-driver) >/dev/null
   else
-    echo "note: install Chromium to run the browser tests" >&2
+    echo "note: install Chromium and chromedriver to run the browser tests" >&2
   fi
 fi
