@@ -325,9 +325,9 @@ class Trainer:
                 g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
         elif t.finetune_decay:
             for name, base in (("discriminator", t.lr_d), ("generator", t.lr_g)):
-                lr = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
-                for g in self.optimizers[name].param_groups if name in self.optimizers else []:
-                    g["lr"] = lr
+                opt = self.optimizers.get(name)  # seen-only has no generator
+                for g in opt.param_groups if opt is not None else []:
+                    g["lr"] = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
 
     def _update(self, kind: str, x: Tensor, labels: Tensor) -> Tensor:
         for opt in self.active:
