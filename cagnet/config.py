@@ -22,6 +22,7 @@ class ModelConfig:
     pretrained: bool = False  # ImageNet weights for the ResNet-101 trunk
     toy_width: int = 64  # channels of the toy backbone
     toy_stride: int = 2  # output stride of the toy backbone
+    toy_refine: int = 0  # 3x3 blocks after the toy trunk merges its fine and coarse paths
     aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
     multiscale: tuple[float, ...] = (1.0, 0.75, 0.5)  # training scales; a max is added
     context_hidden: int = 256  # width of the three dilated convs of CM
@@ -175,6 +176,10 @@ def _toy() -> Config:
             backbone="toy",
             embed_dim=64,
             toy_stride=4,  # 16x16 features: CM, G, D and the MMD cost ~1/4 of stride 2
+            # two 3x3 blocks after the fine + coarse merge: without them a pixel's feature is
+            # its 7-px neighbourhood plus an 8x-coarse map, too little to tell a square from
+            # a cross; with them (seeds 0, 1) seen mIoU .57 -> .67, unseen .40 -> .51
+            toy_refine=2,
             multiscale=(1.0,),
             context_hidden=64,
             generator_hidden=(128, 128),

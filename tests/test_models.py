@@ -52,6 +52,20 @@ def test_toy_backbone_shapes_and_groups():
         ToyBackbone(16, 8, 3)
 
 
+def test_toy_refine_blocks_mix_fine_and_coarse_paths():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    plain, refined = ToyBackbone(16, 8, 4), ToyBackbone(16, 8, 4, refine=2)
+    convs = [m for m in refined.trunk.refine if isinstance(m, torch.nn.Conv2d)]
+    assert len(plain.trunk.refine) == 0 and len(convs) == 2
+    assert all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    assert refined(x).shape == plain(x).shape == (2, 16, 16, 16)
+    # the refine blocks are part of the trunk: their weights get gradients
+    refined(x).sum().backward()
+    assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)
+    assert get_preset("toy").model.toy_refine == 2
+
+
 def test_forward_multiscale():
     torch.manual_seed(0)
     bb = ToyBackbone(8, 8, 2, scales=(1.0, 0.75, 0.5))

@@ -157,9 +157,11 @@ class ToyTrunk(nn.Module):
     A fine path down to output stride ``stride`` keeps object boundaries; a coarse path at
     twice that stride (dilated 3x3 blocks, dilations 1, 2, 4) sees ~70 px, a whole toy
     object and its surroundings; the coarse map is upsampled and added to the fine one.
+    ``refine`` 3x3 blocks at the fine stride then mix the two, so that each pixel's feature
+    combines its own edges with the object around it (a decoder, as in DeepLabv3+).
     """
 
-    def __init__(self, width: int = 64, stride: int = 2) -> None:
+    def __init__(self, width: int = 64, stride: int = 2, refine: int = 0) -> None:
         super().__init__()
         if stride < 1 or stride > 8 or stride & (stride - 1):
             raise ConfigError(f"toy_stride must be 1, 2, 4 or 8, got {stride}")
@@ -177,13 +179,17 @@ class ToyTrunk(nn.Module):
             *_conv_bn_relu(width, width, stride=2),
             *[layer for r in (1, 2, 4) for layer in _conv_bn_relu(width, width, dilation=r)],
         )
+        self.refine = nn.Sequential(
+            *[layer for _ in range(refine) for layer in _conv_bn_relu(width, width)]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         fine = self.fine(x)  # (B, width, H/stride, W/stride)
         coarse = self.coarse(fine)  # (B, width, H/(2 stride), W/(2 stride))
-        return fine + F.interpolate(
+        merged = fine + F.interpolate(
             coarse, size=fine.shape[-2:], mode="bilinear", align_corners=False
         )
+        return self.refine(merged)
 
 
 class ToyBackbone(SegmentationBackbone):
@@ -201,9 +207,10 @@ class ToyBackbone(SegmentationBackbone):
         stride: int = 2,
         dilations: tuple[int, ...] = (1, 2),
         scales: tuple[float, ...] = (1.0,),
+        refine: int = 0,
     ) -> None:
         super().__init__()
-        self.trunk = ToyTrunk(width, stride)
+        self.trunk = ToyTrunk(width, stride, refine)
         self.aspp = ASPP(width, embed_dim, dilations, init_std=None)
         self.scales = tuple(scales)
         self.out_channels = embed_dim
@@ -242,5 +249,6 @@ def build_backbone(mcfg: ModelConfig) -> SegmentationBackbone:
     if mcfg.backbone == "deeplabv2":
         return DeepLabV2(mcfg.embed_dim, mcfg.pretrained, mcfg.aspp_dilations, mcfg.multiscale)
     if mcfg.backbone == "toy":
-        return ToyBackbone(mcfg.embed_dim, mcfg.toy_width, mcfg.toy_stride, scales=mcfg.multiscale)
+        return ToyBackbone(mcfg.embed_dim, mcfg.toy_width, mcfg.toy_stride, scales=mcfg.multiscale,
+                           refine=mcfg.toy_refine)
     raise ConfigError(f"unknown backbone {mcfg.backbone!r}; choose 'deeplabv2' or 'toy'")
