@@ -76,9 +76,9 @@ classes = class_split(cfg.data)
 # The toy preset shortens the schedule but keeps its shape. One thing it adds: the official
 # code keeps the Adam rates of $D$/$C$ and $G$ constant, so the classifier ends fine-tuning
 # wherever the last blocks left it; the toy preset lets them decay to zero over
-# fine-tuning (`train.finetune_decay`), so that it ends at rest. Over the runs of the
-# [results page](../book/results.md) this made no difference larger than the spread
-# between seeds.
+# fine-tuning (`train.finetune_decay`), so that it ends at rest. Compared over two seeds
+# and two unseen splits, this made no difference larger than the spread between seeds
+# (mean hIoU 0.449 with it, 0.446 without).
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -121,6 +121,10 @@ if gap <= 0 and mu_spread < 1e-2:
           "mu = 0 (chapter 5): its generator's context input is noise, as in ZS3Net.")
 elif gap <= 0:
     print("CaGNet does not beat ZS3Net on this run.")
+elif mu_spread < 1e-2:
+    print("CaGNet beats ZS3Net on this run, although its codes have collapsed to mu = 0 "
+          "(chapter 5): the difference does not come from context in z. Compare the spread "
+          "over seeds on the results page before reading much into one run.")
 
 # %% [markdown]
 # The toy numbers are a small-scale picture; the [results page](../book/results.md) puts
