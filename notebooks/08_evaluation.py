@@ -101,8 +101,9 @@ plt.show()
 # The seen-only model is the reference for the seen classes and scores 0 on the unseen
 # ones. The generative methods are trained on the same seen data and add a classifier
 # that has also met generated features of every class. ZS3Net and CaGNet differ only by
-# the Contextual Module, so the gap between them is what the contextual latent code
-# contributes on this run:
+# the Contextual Module, so the gap between them is what that module contributes on this
+# run; whether it does so through informative codes is a separate question, which the
+# spread of $\mu$ answers:
 
 # %%
 by = {r["method"]: r for r in rows}
