@@ -64,6 +64,8 @@ def test_toy_refine_blocks_mix_fine_and_coarse_paths():
     refined(x).sum().backward()
     assert all(c.weight.grad is not None and c.weight.grad.abs().sum() > 0 for c in convs)
     assert get_preset("toy").model.toy_refine == 2
+    with pytest.raises(ConfigError, match="toy_refine"):
+        ToyBackbone(16, 8, 4, refine=-1)
 
 
 def test_forward_multiscale():

@@ -165,6 +165,8 @@ class ToyTrunk(nn.Module):
         super().__init__()
         if stride < 1 or stride > 8 or stride & (stride - 1):
             raise ConfigError(f"toy_stride must be 1, 2, 4 or 8, got {stride}")
+        if refine < 0:
+            raise ConfigError(f"toy_refine counts 3x3 blocks and must be >= 0, got {refine}")
         downs = int(math.log2(stride))
         strides = [2 if i < downs else 1 for i in range(max(2, downs))]
         chans = [3, width // 2] + [width] * (len(strides) - 1)
