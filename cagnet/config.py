@@ -214,7 +214,7 @@ def _toy() -> Config:
             # C alternates between real (seen-only) and fake blocks; decaying the Adam rates
             # over fine-tuning ends it at rest instead of wherever the last block left C.
             # Over 2 seeds x 2 splits CaGNet's mean hIoU was .449 with it, .446 without:
-            # no gain beyond the noise between runs (see book/results.md).
+            # no gain beyond the noise between runs (chapter 7).
             finetune_decay=True,
             num_workers=0,
             log_every=20,

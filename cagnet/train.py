@@ -326,8 +326,9 @@ class Trainer:
         elif t.finetune_decay:
             for name, base in (("discriminator", t.lr_d), ("generator", t.lr_g)):
                 opt = self.optimizers.get(name)  # seen-only has no generator
+                lr = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
                 for g in opt.param_groups if opt is not None else []:
-                    g["lr"] = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
+                    g["lr"] = lr
 
     def _update(self, kind: str, x: Tensor, labels: Tensor) -> Tensor:
         for opt in self.active:
