@@ -19,7 +19,17 @@ class ModelConfig:
 
     backbone: str = "deeplabv2"  # "deeplabv2" (ResNet-101) | "toy" (small CNN)
     embed_dim: int = 600  # d: ASPP output = word-embedding width
-    pretrained: bool = False  # ImageNet weights for the ResNet-101 trunk
+    # ImageNet weights for the ResNet-101 trunk (voc12.yaml `init_model`:
+    # deeplabv2_resnet101_init.pth); `train --from-scratch` turns them off
+    pretrained: bool = True
+    weights: str | None = None  # a weights file to start from instead (state dict, by name)
+    # weights of every conv of CM, G and D/C: "kaiming" (voc12.yaml `init: kaiming`,
+    # trainer.py weights_init: kaiming_normal_ fan_in, biases 0) | "default" (PyTorch's)
+    init: str = "kaiming"
+    # Context Selector: "trained" (conv -> sigmoid, learned with CM) | "official"
+    # (networks.py `fc_1`: conv -> ReLU -> sigmoid, so weights lie in [0.5, 1), and, its name
+    # matching no group of trainer.py get_params, in no optimiser: it keeps its initial weights)
+    selector: str = "trained"
     toy_width: int = 64  # channels of the toy backbone
     toy_stride: int = 2  # output stride of the toy backbone
     toy_refine: int = 0  # 3x3 blocks after the toy trunk merges its fine and coarse paths
@@ -29,7 +39,8 @@ class ModelConfig:
     context_dilations: tuple[int, ...] = (1, 2, 5)
     logvar_relu: bool = True  # the official code puts a ReLU on log sigma^2 (so sigma >= 1)
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
-    generator_dropout: float = 0.5
+    # networks.py Generator; one rate per hidden layer, or a single rate for all
+    generator_dropout: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5, 0.5)
     disc_hidden: int = 1024
     disc_dropout: float = 0.5
 
@@ -52,7 +63,11 @@ class DataConfig:
     num_train: int = 2000
     num_test: int = 400
     data_seed: int = 0
-    # embeddings: word-vector sources concatenated in this order
+    # class embeddings: "official" (the official repository's precomputed fastText and
+    # word2vec pickles, dataset/*/word_vectors/, tools.py get_embedding with `fastnvec`) |
+    # "gensim" (built from word-vector files, for any class names)
+    embeddings: str = "official"
+    # gensim: word-vector sources concatenated in this order
     embedding_sources: tuple[str, ...] = ("fasttext", "word2vec")
 
 
@@ -65,15 +80,23 @@ class LossConfig:
     mmd_sigmas: tuple[float, ...] = (2.0, 5.0, 10.0, 20.0, 40.0, 60.0)
     mmd_max_pixels: int | None = 1024  # per-class pixel cap of the MMD (cost ~ pixels^2)
     ce_upsample: bool = False  # real-feature CE on logits upsampled to the labels' size
-    w_kl: float = 100.0  # backbone: KL
-    w_ce_real_backbone: float = 0.5  # backbone: CE on real features
-    w_ce_real: float = 1.0  # D/C: CE on real features
-    w_ce_fake_train: float = 0.0  # D/C: CE on fake features, training stage
-    w_ce_real_finetune: float = 0.25  # D/C in fine-tuning
-    w_ce_fake_finetune: float = 0.75
-    w_gan_g: float = 1.0  # G: adversarial
-    w_content: float = 50.0  # G: content (MMD or L2)
-    w_ce_fake_g: float = 1.0  # G: classification of its fakes
+    # Weights as in voc12.yaml (training) and voc12_finetune.yaml (fine-tuning); key names there.
+    w_kl: float = 100.0  # E/CM: KL (lambda_B_KLD)
+    kl_pixels: str = "labelled"  # KL averaged over "labelled" pixels (networks.py) | "all"
+    w_ce_real_backbone: float = 0.5  # E/CM: CE on real features (lambda_B_cls)
+    w_ce_real: float = 1.0  # D/C, training: CE on real features (lambda_D_cls_real)
+    w_ce_fake_train: float = 0.0  # D/C, training: CE on fakes (lambda_D_cls_fake)
+    # fine-tuning, real-image blocks (step1 with update_back f)
+    w_ce_real_finetune: float = 0.75  # D/C: CE on real features (_finetune lambda_D_cls_real)
+    # D/C: CE on fakes from the pixels' own codes (lambda_D_cls_fake)
+    w_ce_fake_finetune: float = 0.25
+    # fine-tuning, fake-feature blocks (step2): random label maps, z ~ N(0, I)
+    # D/C: CE on fakes, the only D/C loss there (lambda_D_cls_fake_transfer)
+    w_ce_fake_transfer: float = 0.125
+    w_ce_fake_g_transfer: float = 0.0  # G: CE on its fakes (lambda_G_cls_transfer); 0: G rests
+    w_gan_g: float = 1.0  # G: adversarial (lambda_G_GAN)
+    w_content: float = 50.0  # G: content, MMD or L2 (lambda_G_Content)
+    w_ce_fake_g: float = 0.0  # G, real-image steps: CE on its fakes (lambda_G_cls)
 
 
 @dataclass(frozen=True)
@@ -83,7 +106,8 @@ class TrainConfig:
     iters: int = 40_000  # training stage
     finetune_iters: int = 6_000  # fine-tuning stage
     switch_every: int = 100  # fine-tuning alternates train-step / fine-tune-step blocks
-    unseen_weight: float = 10.0  # fake label maps sample unseen classes with weight 1+9
+    # fake label maps draw unseen classes with weight 1 + gen_unseen_rate (9)
+    unseen_weight: float = 10.0
     batch_size: int = 8
     lr: float = 2.5e-4  # backbone SGD
     momentum: float = 0.9
@@ -92,10 +116,22 @@ class TrainConfig:
     lr_mult_aspp_weight: float = 10.0
     lr_mult_aspp_bias: float = 20.0
     poly_power: float = 0.9
-    lr_d: float = 2.5e-4  # Adam, discriminator/classifier
-    lr_g: float = 2e-4  # Adam, generator
-    adam_betas: tuple[float, float] = (0.5, 0.999)
-    finetune_decay: bool = False  # Adam rates decay (poly) over fine-tuning; official: constant
+    lr_d: float = 2.5e-4  # Adam, discriminator/classifier (dis_opt lr)
+    lr_g: float = 2e-4  # Adam, generator (gen_opt lr)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # trainer.py: torch.optim.Adam's defaults
+    weight_decay_d: float = 5e-4  # dis_opt weight_decay
+    weight_decay_g: float = 0.0  # gen_opt weight_decay
+    # Adam rates x gamma every `every` iterations from `start` (dis_scheduler / gen_scheduler,
+    # lr_policy lambda: gamma ** ((t - start) // every + 1) once t >= start): (start, every, gamma)
+    lr_decay_d: tuple[float, float, float] = (10_000, 5_000, 0.71)
+    lr_decay_g: tuple[float, float, float] = (10_000, 5_000, 0.71)
+    # fine-tuning: fresh Adam optimisers for D/C and G (dis_opt / gen_opt lr_transfer),
+    # their own step decay counted from the start of fine-tuning (*_finetune.yaml schedulers)
+    lr_d_finetune: float = 5e-5
+    lr_g_finetune: float = 5e-5
+    finetune_decay_d: tuple[float, float, float] = (3_000, 1_000, 0.1)
+    finetune_decay_g: tuple[float, float, float] = (3_000, 1_000, 0.1)
+    top_p: int = 10  # self-training: classes kept per pixel among the top scores (top_p)
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
     seed: int = 0
     num_workers: int = 4
@@ -149,32 +185,62 @@ class Config:
 
 
 def _voc() -> Config:
+    # configs/voc12.yaml and configs/voc12_finetune.yaml: the dataclass defaults
     return Config(name="voc", data=DataConfig(dataset="voc"))
 
 
 def _context() -> Config:
+    # configs/context.yaml and configs/context_finetune.yaml
     return Config(
         name="context",
         data=DataConfig(dataset="context"),
-        train=TrainConfig(unseen_weight=10.0),
+        train=TrainConfig(
+            finetune_iters=10_000,  # context_finetune.yaml ITER_MAX_TRANSFER
+            unseen_weight=15.0,  # 1 + gen_unseen_rate 14
+            lr_decay_d=(10_000, 10_000, 0.3),  # context.yaml dis_scheduler
+            lr_decay_g=(10_000, 10_000, 0.3),  # context.yaml gen_scheduler
+            finetune_decay_d=(5_000, 1_000, 0.3),  # context_finetune.yaml dis_scheduler
+            finetune_decay_g=(5_000, 1_000, 0.3),  # context_finetune.yaml gen_scheduler
+            top_p=17,
+        ),
     )
 
 
 def _cocostuff() -> Config:
+    # configs/cocostuff.yaml and configs/cocostuff_finetune.yaml
     return Config(
         name="cocostuff",
         data=DataConfig(dataset="cocostuff"),
-        train=TrainConfig(iters=100_000, finetune_iters=10_000, unseen_weight=10.0),
+        loss=LossConfig(
+            w_ce_fake_transfer=1.0,  # cocostuff_finetune.yaml lambda_D_cls_fake_transfer
+            w_ce_fake_g_transfer=1.0,  # cocostuff_finetune.yaml lambda_G_cls_transfer
+        ),
+        train=TrainConfig(
+            iters=40_000,  # cocostuff.yaml ITER_MAX
+            finetune_iters=6_000,  # cocostuff_finetune.yaml ITER_MAX_TRANSFER
+            unseen_weight=60.0,  # 1 + gen_unseen_rate 59
+            lr_d=5e-4,  # cocostuff.yaml dis_opt lr
+            lr_decay_d=(10_000, 10_000, 0.3),  # cocostuff.yaml dis_scheduler
+            lr_decay_g=(10_000, 5_000, 0.3),  # cocostuff.yaml gen_scheduler
+            lr_d_finetune=1e-5,  # cocostuff_finetune.yaml dis_opt lr_transfer
+            lr_g_finetune=1e-5,  # cocostuff_finetune.yaml gen_opt lr_transfer
+            finetune_decay_d=(3_000, 2_000, 0.3),
+            finetune_decay_g=(3_000, 2_000, 0.3),
+            top_p=91,
+        ),
     )
 
 
 def _toy() -> Config:
-    # Small enough for a CPU: a 64x64 synthetic world, a small CNN and narrow heads.
+    # Small enough for a CPU: a 64x64 synthetic world, a small CNN and narrow heads. Losses,
+    # fine-tuning blocks and optimisers are the official ones; where a value differs from
+    # voc12.yaml / voc12_finetune.yaml, the comment says why.
     return Config(
         name="toy",
         model=ModelConfig(
             backbone="toy",
             embed_dim=64,
+            pretrained=False,  # the toy trunk has no pretrained weights
             toy_stride=4,  # 16x16 features: CM, G, D and the MMD cost ~1/4 of stride 2
             # two 3x3 blocks after the fine + coarse merge: without them a pixel's feature is
             # its 7-px neighbourhood plus an 8x-coarse map, too little to tell a square from
@@ -182,8 +248,8 @@ def _toy() -> Config:
             toy_refine=2,
             multiscale=(1.0,),
             context_hidden=64,
-            generator_hidden=(128, 128),
-            generator_dropout=0.2,
+            generator_hidden=(128, 128),  # two hidden layers instead of five: 64-d features
+            generator_dropout=(0.2,),  # one rate for every layer
             disc_hidden=128,
             disc_dropout=0.2,
         ),
@@ -194,6 +260,7 @@ def _toy() -> Config:
             scale_range=(1.0, 1.0),
             mean=(0.5, 0.5, 0.5),
             std=(0.25, 0.25, 0.25),
+            embeddings="gensim",  # the toy world's own word vectors (no official pickles)
             embedding_sources=("toy-a", "toy-b"),
         ),
         # 256 pixels per class estimate an MMD well; the cost grows as the square.
@@ -202,8 +269,8 @@ def _toy() -> Config:
         loss=LossConfig(mmd_max_pixels=256, ce_upsample=True),
         train=TrainConfig(
             iters=2000,  # the backbone still learns shapes at 1500; 2400 scored no better
-            finetune_iters=800,  # 400 fine-tuning steps on fakes: unseen mIoU .26 -> .28 over 200
-            switch_every=20,
+            finetune_iters=800,
+            switch_every=20,  # 100 of 6000 in voc12_finetune.yaml; 40 blocks here
             # 4 unseen among 20 classes: weight 10 made unseen classes ~70% of the fake
             # pixels and C over-predicted them; weight 3 (~40%) scored unseen .34 vs .28
             unseen_weight=3.0,
@@ -211,11 +278,15 @@ def _toy() -> Config:
             lr=3e-2,  # from scratch the trunk wants more than the pretrained 2.5e-4
             lr_d=1e-3,
             lr_g=1e-3,
-            # C alternates between real (seen-only) and fake blocks; decaying the Adam rates
-            # over fine-tuning ends it at rest instead of wherever the last block left C.
-            # Over 2 seeds x 2 splits CaGNet's mean hIoU was .449 with it, .446 without:
-            # no gain beyond the noise between runs (chapter 7).
-            finetune_decay=True,
+            # the official schedules at the same fractions of each stage: Adam x0.71 every
+            # 1/8 of training from 1/4 (5k and 10k of 40k); fresh Adam for fine-tuning at
+            # 1/5 of the training rates (5e-5 vs 2.5e-4), x0.1 every 1/6 from 1/2 (1k, 3k of 6k)
+            lr_decay_d=(500, 250, 0.71),
+            lr_decay_g=(500, 250, 0.71),
+            lr_d_finetune=2e-4,
+            lr_g_finetune=2e-4,
+            finetune_decay_d=(400, 133, 0.1),
+            finetune_decay_g=(400, 133, 0.1),
             num_workers=0,
             log_every=20,
             checkpoint_every=250,

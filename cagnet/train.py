@@ -6,7 +6,7 @@ Two stages, one code path for every method and scale:
    once on a batch of real images and builds one graph holding every loss:
 
    - E and CM: ``w_kl * KL(mu, sigma^2) + w_ce_real_backbone * CE(C(f), y)``, the CE averaged
-     over the multi-scale outputs (x1, x0.75, x0.5, max);
+     over the multi-scale outputs (x1, x0.75, x0.5, max), the KL over labelled pixels;
    - D and C: ``GAN(D(f), real) + GAN(D(G(w, z)), fake) + w_ce_real * CE(C(f), y)
      + w_ce_fake_train * CE(C(G(w, z)), y)``;
    - G: ``w_gan_g * GAN(D(G(w, z)), real) + w_content * content(G(w, z), f) + w_ce_fake_g *
@@ -18,15 +18,20 @@ Two stages, one code path for every method and scale:
    objective: D and C see detached features, E's CE goes through a *frozen* copy of C
    (`call_frozen`), and G's adversarial and CE terms go through a frozen copy of D.
    (The official code runs two backward passes through the backbone per iteration.)
+   D/C and G use Adam with a step decay (``lr_decay_d``, ``lr_decay_g``); E and CM SGD, poly.
 
-2. **Fine-tuning** (``cfg.train.finetune_iters``). E and CM are frozen. Blocks of
-   ``switch_every`` iterations alternate between the training step above on real
-   features (only G, D and C learn) and the fine-tuning step: a random label map with
-   i.i.d. pixels over seen + unseen classes (unseen drawn ``unseen_weight`` times as
-   often), its embedding map and z ~ N(0, I) go through G, and D/C learn from
-   ``GAN + w_ce_real_finetune * CE(real) + w_ce_fake_finetune * CE(fake)``. This step runs
-   no backbone: its real features are the ones kept from the last training step (they
-   are fixed, E and CM being frozen). C meets unseen classes only here, through G.
+2. **Fine-tuning** (``cfg.train.finetune_iters``), as in ``*_finetune.yaml``. E and CM are
+   frozen; D/C and G get fresh Adam optimisers (``lr_d_finetune``, ``lr_g_finetune``, their
+   own step decay). Blocks of ``switch_every`` iterations alternate:
+
+   - real-image blocks (the training step on real images, E and CM frozen): D/C learn
+     ``GAN + w_ce_real_finetune * CE(C(f), y) + w_ce_fake_finetune * CE(C(G(w, z)), y)``
+     with z the pixels' own codes; G learns ``GAN + w_content * content``;
+   - fake-feature blocks (`fake_step`): a random label map with i.i.d. pixels over seen +
+     unseen classes (unseen drawn ``unseen_weight`` times as often), its embedding map and
+     z ~ N(0, I) go through G; C learns ``w_ce_fake_transfer * CE(C(G(w, z)), y)`` alone,
+     and G learns ``w_ce_fake_g_transfer * CE`` (0 in VOC and Context: G rests). This step
+     runs no backbone. C meets unseen classes only here, through G.
 
 The seen-only baseline trains E and C by segmentation CE alone and has no second stage.
 
@@ -144,13 +149,18 @@ class StepLosses(nn.Module):
         zero = real.new_zeros((), dtype=torch.float32)
         up = L.ce_upsample
 
+        # training stage (train_backbone) or a real-image block of fine-tuning
+        w_real = L.w_ce_real if train_backbone else L.w_ce_real_finetune
+        w_fake = L.w_ce_fake_train if train_backbone else L.w_ce_fake_finetune
+
         # E and CM: CE through a frozen C, averaged over the scales; KL keeps z samplable
         e_ce = e_kl = zero
         if train_backbone:
             e_ce = torch.stack([segmentation_ce(call_frozen(m.discriminator, f)[1], labels,
                                                 upsample=up) for f in feats]).mean()
             if ctx is not None:
-                e_kl = kl_divergence(ctx.mu, ctx.logvar)
+                e_kl = kl_divergence(ctx.mu, ctx.logvar,
+                                     valid if L.kl_pixels == "labelled" else None)
         loss = L.w_ce_real_backbone * e_ce + L.w_kl * e_kl
 
         # D and C on detached real features
@@ -158,7 +168,7 @@ class StepLosses(nn.Module):
         d_ce_real = torch.stack([segmentation_ce(cls_real, labels, upsample=up)] + [
             segmentation_ce(m.classify(f.detach()), labels, upsample=up)
             for f in feats[1:]]).mean()
-        loss = loss + L.w_ce_real * d_ce_real
+        loss = loss + w_real * d_ce_real
         d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
 
         if m.generator is not None:
@@ -166,15 +176,16 @@ class StepLosses(nn.Module):
             gan_fake, cls_fake = m.discriminator(fake.detach())
             d_gan = (gan_loss(gan_real, True, L.gan, valid)
                      + gan_loss(gan_fake, False, L.gan, valid))
-            if L.w_ce_fake_train:
+            if w_fake:
                 d_ce_fake = segmentation_ce(cls_fake, y)
             # G through a frozen D: look real, keep the real features' content, be classified
             gan_g, cls_g = call_frozen(m.discriminator, fake)
             g_gan = gan_loss(gan_g, True, L.gan, valid)
             g_content = content_loss(fake, real, y, L.content, L.mmd_sigmas,
                                      max_pixels=L.mmd_max_pixels)  # MMD runs in float32
-            g_ce = segmentation_ce(cls_g, y)
-            loss = (loss + d_gan + L.w_ce_fake_train * d_ce_fake + L.w_gan_g * g_gan
+            if L.w_ce_fake_g:
+                g_ce = segmentation_ce(cls_g, y)
+            loss = (loss + d_gan + w_fake * d_ce_fake + L.w_gan_g * g_gan
                     + L.w_content * g_content + L.w_ce_fake_g * g_ce)
 
         parts = torch.stack([loss, e_ce, e_kl, d_gan, d_ce_real, d_ce_fake,
@@ -188,24 +199,19 @@ class StepLosses(nn.Module):
         return self.fake_classes[draws].view(batch, *size)
 
     def fake_step(self, real: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """A fake-feature block's step (model.py step2): only the shape of ``real`` is used."""
         m, L = self.model, self.loss
         size = real.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
         y_fake = self.random_labels(real.shape[0], tuple(size))
-        fake = m.generate(y_fake)  # z ~ N(0, I)
+        train_g = L.w_ce_fake_g_transfer != 0
+        with torch.set_grad_enabled(train_g and torch.is_grad_enabled()):
+            fake = m.generate(y_fake)  # z ~ N(0, I)
         zero = real.new_zeros((), dtype=torch.float32)
-
-        gan_real, cls_real = m.discriminator(real)
-        gan_fake, cls_fake = m.discriminator(fake.detach())
-        d_gan = gan_loss(gan_real, True, L.gan, y != IGNORE) + gan_loss(gan_fake, False, L.gan)
-        d_ce_real = segmentation_ce(cls_real, y)
-        d_ce_fake = segmentation_ce(cls_fake, y_fake)
-        gan_g, cls_g = call_frozen(m.discriminator, fake)
-        g_gan = gan_loss(gan_g, True, L.gan)
-        g_ce = segmentation_ce(cls_g, y_fake)
-        loss = (d_gan + L.w_ce_real_finetune * d_ce_real + L.w_ce_fake_finetune * d_ce_fake
-                + L.w_gan_g * g_gan + L.w_ce_fake_g * g_ce)
-        parts = torch.stack([loss, zero, zero, d_gan, d_ce_real, d_ce_fake,
-                             g_gan, zero, g_ce]).detach().float()
+        d_ce_fake = segmentation_ce(m.classify(fake.detach()), y_fake)
+        g_ce = segmentation_ce(call_frozen(m.discriminator, fake)[1], y_fake) if train_g else zero
+        loss = L.w_ce_fake_transfer * d_ce_fake + L.w_ce_fake_g_transfer * g_ce
+        parts = torch.stack([loss, zero, zero, zero, zero, d_ce_fake,
+                             zero, zero, g_ce]).detach().float()
         return loss, parts, None
 
 
@@ -230,8 +236,8 @@ def build_optimizers(model: CaGNet, tcfg: TrainConfig,
     fused = True if device.type == "cuda" else None
     groups = model.backbone.param_groups()
     sgd_groups = [{"params": groups["trunk"], "lr_mult": 1.0}]
-    if model.context is not None:
-        sgd_groups.append({"params": list(model.context.parameters()),
+    if model.context is not None:  # an "official" selector holds no trainable weight
+        sgd_groups.append({"params": [p for p in model.context.parameters() if p.requires_grad],
                            "lr_mult": tcfg.lr_mult_context})
     sgd_groups += [
         {"params": groups["aspp_weight"], "lr_mult": tcfg.lr_mult_aspp_weight},
@@ -240,18 +246,38 @@ def build_optimizers(model: CaGNet, tcfg: TrainConfig,
     for g in sgd_groups:
         g["lr"] = tcfg.lr * g["lr_mult"]
     opts = {"backbone": torch.optim.SGD(sgd_groups, lr=tcfg.lr, momentum=tcfg.momentum,
-                                        weight_decay=tcfg.weight_decay, fused=fused),
-            "discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=tcfg.lr_d,
-                                              betas=tcfg.adam_betas, fused=fused)}
+                                        weight_decay=tcfg.weight_decay, fused=fused)}
+    return opts | build_adam(model, tcfg, device, finetune=False)
+
+
+def build_adam(model: CaGNet, tcfg: TrainConfig, device: torch.device,
+               finetune: bool) -> dict[str, torch.optim.Optimizer]:
+    """Adam for D/C and for G (trainer.py ``dis_opt``, ``gen_opt``), at the training rates or,
+    for fine-tuning, fresh ones at ``lr_*_finetune`` (the official ``lr_transfer``)."""
+    fused = True if device.type == "cuda" else None
+    lr_d, lr_g = (tcfg.lr_d_finetune, tcfg.lr_g_finetune) if finetune else (tcfg.lr_d, tcfg.lr_g)
+    opts = {"discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr_d,
+                                              betas=tcfg.adam_betas,
+                                              weight_decay=tcfg.weight_decay_d, fused=fused)}
     if model.generator is not None:
-        opts["generator"] = torch.optim.Adam(model.generator.parameters(), lr=tcfg.lr_g,
-                                             betas=tcfg.adam_betas, fused=fused)
+        opts["generator"] = torch.optim.Adam(model.generator.parameters(), lr=lr_g,
+                                             betas=tcfg.adam_betas,
+                                             weight_decay=tcfg.weight_decay_g, fused=fused)
     return opts
 
 
 def poly_lr(base: float, iteration: int, max_iter: int, power: float) -> float:
     """DeepLab's poly schedule: ``base * (1 - iteration / max_iter) ** power``."""
     return base * (1.0 - min(iteration, max_iter) / max(max_iter, 1)) ** power
+
+
+def step_lr(base: float, iteration: int, decay: tuple[float, float, float]) -> float:
+    """trainer.py's ``lambda`` policy: ``base * gamma ** ((t - start) // every + 1)`` from
+    ``t = start`` on, ``base`` before; ``decay = (start, every, gamma)``."""
+    start, every, gamma = decay
+    if iteration < start:
+        return base
+    return base * gamma ** ((iteration - start) // max(every, 1) + 1)
 
 
 class Trainer:
@@ -293,6 +319,8 @@ class Trainer:
                 if module is not None:
                     module.requires_grad_(False)
             self.optimizers["backbone"].zero_grad(set_to_none=True)
+            # fresh Adam for D/C and G, at the fine-tuning rates (*_finetune.yaml lr_transfer)
+            self.optimizers |= build_adam(self.model, self.cfg.train, self.device, finetune=True)
             self.active = [o for k, o in self.optimizers.items() if k != "backbone"]
         else:
             self.active = list(self.optimizers.values())
@@ -317,18 +345,23 @@ class Trainer:
                               enabled=self.amp_dtype is not None)
 
     def set_lr(self, iteration: int) -> None:
-        """Poly schedule for E and CM over the training stage; Adam keeps a constant rate,
-        or, with ``finetune_decay``, follows the poly schedule over the fine-tuning stage."""
+        """Poly schedule for E and CM over the training stage; step decay for the Adam rates,
+        counted from the start of each stage (``lr_decay_*``, then ``finetune_decay_*``)."""
         t = self.cfg.train
         if self.stage == "train":
             for g in self.optimizers["backbone"].param_groups:
                 g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
-        elif t.finetune_decay:
-            for name, base in (("discriminator", t.lr_d), ("generator", t.lr_g)):
-                opt = self.optimizers.get(name)  # seen-only has no generator
-                lr = poly_lr(base, iteration - t.iters, t.finetune_iters, t.poly_power)
-                for g in opt.param_groups if opt is not None else []:
-                    g["lr"] = lr
+            plan = {"discriminator": (t.lr_d, t.lr_decay_d), "generator": (t.lr_g, t.lr_decay_g)}
+            step = iteration
+        else:
+            plan = {"discriminator": (t.lr_d_finetune, t.finetune_decay_d),
+                    "generator": (t.lr_g_finetune, t.finetune_decay_g)}
+            step = iteration - t.iters
+        for name, (base, decay) in plan.items():
+            opt = self.optimizers.get(name)  # seen-only has no generator
+            lr = step_lr(base, step, decay)
+            for g in opt.param_groups if opt is not None else []:
+                g["lr"] = lr
 
     def _update(self, kind: str, x: Tensor, labels: Tensor) -> Tensor:
         for opt in self.active:
@@ -336,8 +369,9 @@ class Trainer:
         with self.autocast():
             loss, parts, kept = self.step_module(kind, x, labels)
         self.scaler.scale(loss).backward()
-        for opt in self.active:
-            self.scaler.step(opt)
+        for opt in self.active:  # G rests in fake-feature blocks when its CE weight is 0
+            if any(p.grad is not None for g in opt.param_groups for p in g["params"]):
+                self.scaler.step(opt)
         self.scaler.update()
         self.nonfinite |= ~torch.isfinite(loss)
         if kept is not None:

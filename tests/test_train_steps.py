@@ -15,17 +15,18 @@ from cagnet.train import (
     global_batch,
     is_finetune_step,
     poly_lr,
+    step_lr,
 )
 
 K, SEEN, UNSEEN = 6, [0, 1, 2, 3], [4, 5]
 
 
-def _trainer(method="cagnet", amp="off", **loss):
+def _trainer(method="cagnet", amp="off", train=None, **loss):
     cfg = get_preset("toy").replace(method=method)
     small = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
                                 generator_hidden=(32,), disc_hidden=32)
     cfg = cfg.replace(model=small, loss=dataclasses.replace(cfg.loss, **loss),
-                      train=dataclasses.replace(cfg.train, amp=amp))
+                      train=dataclasses.replace(cfg.train, amp=amp, **(train or {})))
     torch.manual_seed(0)
     emb = torch.nn.functional.normalize(torch.randn(K, cfg.model.embed_dim), dim=1)
     return Trainer(cfg, K, SEEN, UNSEEN, emb, "cpu")
@@ -87,7 +88,8 @@ def test_fine_tuning_never_touches_backbone_or_context():
 
 def test_backbone_ce_does_not_train_the_classifier():
     # seen-only with C's own CE weight at 0: E still learns through C, but C must not move
-    tr = _trainer("seen-only", w_ce_real=0.0)
+    # (no weight decay on D/C, which would move it on its own)
+    tr = _trainer("seen-only", train={"weight_decay_d": 0.0}, w_ce_real=0.0)
     c_before = _snapshot(tr.model.discriminator)
     e_before = _snapshot(tr.model.backbone.aspp)
     tr.train_step(*_batch(), 0)
@@ -144,26 +146,36 @@ def test_poly_schedule():
     assert poly_lr(1.0, 100, 100, 0.9) == 0.0
 
 
-@pytest.mark.parametrize("decay", [False, True])
-def test_adam_rates_in_fine_tuning(decay):
-    tr = _trainer()
-    t = dataclasses.replace(tr.cfg.train, iters=10, finetune_iters=40, finetune_decay=decay)
-    tr.cfg = tr.cfg.replace(train=t)
+def test_adam_rates_step_decay_and_fresh_optimisers_in_fine_tuning():
+    decay = {"lr_decay_d": (4, 2, 0.5), "lr_decay_g": (6, 3, 0.1),
+             "finetune_decay_d": (20, 10, 0.3), "finetune_decay_g": (0, 5, 0.5)}
+    tr = _trainer(train={"iters": 10, "finetune_iters": 40, **decay})
+    t = tr.cfg.train
     x, y = _batch()
-    tr.train_step(x, y, 9)
-    lr_sgd = tr.optimizers["backbone"].param_groups[0]["lr"]
-    assert lr_sgd == pytest.approx(poly_lr(t.lr, 9, 10, t.poly_power))
-    tr.set_stage("finetune")
-    tr.train_step(x, y, 30)  # 20 of 40 fine-tuning iterations done
-    tr.finetune_step(49)
+    tr.train_step(x, y, 9)  # decays at 4, 6, 8 (D) and 6, 9 (G)
     rates = {k: o.param_groups[0]["lr"] for k, o in tr.optimizers.items()}
-    assert rates["backbone"] == lr_sgd  # E and CM are frozen: their schedule has ended
-    if decay:  # poly over the fine-tuning stage, read at its last iteration
-        assert rates["discriminator"] == pytest.approx(poly_lr(t.lr_d, 39, 40, t.poly_power))
-        assert rates["generator"] == pytest.approx(poly_lr(t.lr_g, 39, 40, t.poly_power))
-        assert rates["discriminator"] < 0.05 * t.lr_d
-    else:
-        assert rates["discriminator"] == t.lr_d and rates["generator"] == t.lr_g
+    assert rates["backbone"] == pytest.approx(poly_lr(t.lr, 9, 10, t.poly_power))
+    assert rates["discriminator"] == pytest.approx(t.lr_d * 0.5**3)
+    assert rates["generator"] == pytest.approx(t.lr_g * 0.1**2)
+    adam_before = {k: tr.optimizers[k] for k in ("discriminator", "generator")}
+    tr.set_stage("finetune")
+    assert all(tr.optimizers[k] is not o for k, o in adam_before.items())  # fresh Adam
+    assert all(not tr.optimizers[k].state for k in adam_before)
+    tr.train_step(x, y, 30)  # 20 of 40 fine-tuning iterations done
+    tr.finetune_step(49)  # the 40th fine-tuning iteration: t = 39
+    rates = {k: o.param_groups[0]["lr"] for k, o in tr.optimizers.items()}
+    assert rates["backbone"] == pytest.approx(poly_lr(t.lr, 9, 10, t.poly_power))  # frozen
+    assert rates["discriminator"] == pytest.approx(t.lr_d_finetune * 0.3**2)  # at 20, 30
+    assert rates["generator"] == pytest.approx(t.lr_g_finetune * 0.5**8)  # at 0, 5, ..., 35
+
+
+def test_step_lr_matches_the_official_lambda_policy():
+    # trainer.py get_scheduler 'lambda': 1 before start, gamma ** ((t - start) // every + 1) after
+    assert step_lr(1.0, 9_999, (10_000, 5_000, 0.71)) == 1.0
+    assert step_lr(1.0, 10_000, (10_000, 5_000, 0.71)) == pytest.approx(0.71)
+    assert step_lr(1.0, 14_999, (10_000, 5_000, 0.71)) == pytest.approx(0.71)
+    assert step_lr(1.0, 15_000, (10_000, 5_000, 0.71)) == pytest.approx(0.71**2)
+    assert step_lr(5e-5, 5_999, (3_000, 1_000, 0.1)) == pytest.approx(5e-5 * 0.1**3)
 
 
 def test_batches_depend_on_seed_and_iteration_only():

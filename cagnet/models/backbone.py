@@ -9,6 +9,8 @@ milliseconds for the 64x64 toy world.
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 from torchvision.models import ResNet101_Weights, resnet101
 
 from cagnet.config import ModelConfig
-from cagnet.errors import ConfigError
+from cagnet.errors import ConfigError, DataError
 
 
 class ASPP(nn.Module):
@@ -122,8 +124,7 @@ class DeepLabV2(SegmentationBackbone):
         scales: tuple[float, ...] = (1.0, 0.75, 0.5),
     ) -> None:
         super().__init__()
-        weights = ResNet101_Weights.IMAGENET1K_V1 if pretrained else None
-        resnet = resnet101(weights=weights, replace_stride_with_dilation=[False, True, True])
+        resnet = _resnet101(pretrained)
         self.trunk = nn.Sequential(
             resnet.conv1,
             resnet.bn1,
@@ -149,6 +150,62 @@ class DeepLabV2(SegmentationBackbone):
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()  # frozen BatchNorm: running statistics, always
         return self
+
+
+def _resnet101(pretrained: bool) -> nn.Module:
+    """torchvision's dilated ResNet-101, with ImageNet weights when ``pretrained``."""
+    weights = ResNet101_Weights.IMAGENET1K_V1 if pretrained else None
+    try:
+        return resnet101(weights=weights, replace_stride_with_dilation=[False, True, True])
+    except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
+        raise DataError(
+            f"could not download the ImageNet weights of ResNet-101 ({type(e).__name__}: {e}); "
+            "connect to the internet once (torchvision caches them under $TORCH_HOME), pass "
+            "--weights FILE to start from a weights file, or --from-scratch "
+            "(model.pretrained=false) to train without them") from None
+
+
+# torchvision ResNet names -> positions in `DeepLabV2.trunk`
+_RESNET_TO_TRUNK = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6",
+                    "layer4": "7"}
+
+
+def load_trunk_weights(trunk: nn.Module, path: str) -> None:
+    """Load a weights file into the ResNet-101 trunk, tensor by name and shape.
+
+    Accepts a torchvision-style ResNet-101 state dict (``conv1.weight``, ``layer1.0...``;
+    ``fc.*`` is skipped), a state dict of this trunk (``0.weight`` ...) or one prefixed by
+    ``trunk.`` / ``backbone.trunk.`` (a `cagnet` checkpoint's ``model``). Refuses a file
+    from which no tensor fits, and names what mismatches.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"weights file {path} does not exist; check model.weights / --weights")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one line
+        raise DataError(f"cannot read weights file {path}: {type(e).__name__}") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = trunk.state_dict()
+    mapped: dict[str, Any] = {}
+    for k, v in state.items():
+        for prefix in ("backbone.trunk.", "trunk.", "module."):
+            k = k.removeprefix(prefix)
+        head, _, rest = k.partition(".")
+        k = f"{_RESNET_TO_TRUNK.get(head, head)}.{rest}" if rest else k
+        if k in own:
+            mapped[k] = v
+    bad = [k for k, v in mapped.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if not mapped or bad:
+        detail = f"shape mismatch in {', '.join(bad[:3])}" if bad else "no tensor name matches"
+        raise ConfigError(f"weights file {path} does not fit the ResNet-101 trunk: {detail}")
+    missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise ConfigError(f"weights file {path} lacks {len(missing)} trunk tensors "
+                          f"(e.g. {', '.join(missing[:3])})")
+    trunk.load_state_dict(mapped, strict=False)
 
 
 class ToyTrunk(nn.Module):
@@ -249,7 +306,11 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> li
 def build_backbone(mcfg: ModelConfig) -> SegmentationBackbone:
     """E for a `ModelConfig`: ``"deeplabv2"`` (ResNet-101) or ``"toy"`` (small CNN)."""
     if mcfg.backbone == "deeplabv2":
-        return DeepLabV2(mcfg.embed_dim, mcfg.pretrained, mcfg.aspp_dilations, mcfg.multiscale)
+        net = DeepLabV2(mcfg.embed_dim, mcfg.pretrained and not mcfg.weights,
+                        mcfg.aspp_dilations, mcfg.multiscale)
+        if mcfg.weights:
+            load_trunk_weights(net.trunk, mcfg.weights)
+        return net
     if mcfg.backbone == "toy":
         return ToyBackbone(mcfg.embed_dim, mcfg.toy_width, mcfg.toy_stride, scales=mcfg.multiscale,
                            refine=mcfg.toy_refine)

@@ -43,7 +43,7 @@ class CaGNet(nn.Module):
         self.num_classes = num_classes
         self.backbone = build_backbone(m)  # E
         self.context = (  # CM
-            ContextualModule(d, m.context_hidden, m.context_dilations, m.logvar_relu)
+            ContextualModule(d, m.context_hidden, m.context_dilations, m.logvar_relu, m.selector)
             if cfg.method == "cagnet"
             else None
         )
@@ -53,6 +53,12 @@ class CaGNet(nn.Module):
         )
         self.discriminator = Discriminator(d, m.disc_hidden, num_classes, m.disc_dropout)  # D, C
         self.register_buffer("class_embeddings", emb)  # (K, d)
+        if m.init not in ("kaiming", "default"):
+            raise ConfigError(f"unknown model.init {m.init!r}; choose 'kaiming' or 'default'")
+        if m.init == "kaiming":
+            for part in (self.context, self.generator, self.discriminator):
+                if part is not None:
+                    kaiming_init(part)
 
     def _real_feature(self, aspp_out: Tensor) -> tuple[Tensor, ContextOutput | None]:
         # E(x) (B, d, h, w) -> the real feature fed to C, (B, d, h, w) in (0, 1)
@@ -123,6 +129,18 @@ class CaGNet(nn.Module):
         f, _ = self._real_feature(self.backbone(x))
         logits = self.classify(f)  # (B, K, h, w)
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """trainer.py ``weights_init('kaiming')``: every conv / linear weight ~ Kaiming normal
+    (fan_in, gain sqrt(2)), every bias 0. The official code applies it to the whole model
+    before loading the backbone's pretrained weights, so CM, G and D/C keep it."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            with torch.no_grad():
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                if m.bias is not None:
+                    m.bias.zero_()
 
 
 def _numel(module: nn.Module | None) -> int:

@@ -25,15 +25,24 @@ class ContextOutput(NamedTuple):
 
 
 class ContextSelector(nn.Module):
-    """Per pixel, how much each context scale counts: w = sigmoid(conv3x3([m1, m2, m3]))."""
+    """Per pixel, how much each context scale counts: w = sigmoid(conv3x3([m1, m2, m3])).
 
-    def __init__(self, in_channels: int, num_scales: int = 3) -> None:
+    ``official=True`` reproduces networks.py ``fc_1``: a ReLU before the sigmoid (so
+    w lies in [0.5, 1)) and a layer that no optimiser group holds (trainer.py get_params
+    matches no name of it), so it keeps its initial weights: here they take no gradient.
+    """
+
+    def __init__(self, in_channels: int, num_scales: int = 3, official: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, num_scales, 3, padding=1, bias=False)
+        self.official = official
+        if official:
+            self.conv.requires_grad_(False)
 
     def forward(self, maps: Tensor) -> Tensor:
         # maps: (B, S * hidden, h, w) -> weights w: (B, S, h, w) in (0, 1)
-        return torch.sigmoid(self.conv(maps))
+        s = self.conv(maps)
+        return torch.sigmoid(torch.relu(s) if self.official else s)
 
 
 class ContextualModule(nn.Module):
@@ -53,6 +62,7 @@ class ContextualModule(nn.Module):
         hidden: int = 256,
         dilations: tuple[int, ...] = (1, 2, 5),
         logvar_relu: bool = True,
+        selector: str = "trained",
     ) -> None:
         super().__init__()
         widths = [in_channels] + [hidden] * len(dilations)
@@ -61,7 +71,9 @@ class ContextualModule(nn.Module):
             for cin, cout, r in zip(widths[:-1], widths[1:], dilations, strict=True)
         )
         cat = hidden * len(dilations)
-        self.selector = ContextSelector(cat, len(dilations))
+        if selector not in ("trained", "official"):
+            raise ValueError(f"unknown selector {selector!r}; choose 'trained' or 'official'")
+        self.selector = ContextSelector(cat, len(dilations), official=selector == "official")
         self.fuse = nn.Conv2d(cat, in_channels, 1, bias=False)
         self.mu = nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)
         self.logvar = nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)

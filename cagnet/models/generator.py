@@ -18,7 +18,8 @@ class Generator(nn.Module):
     """G(w, z): concat(embedding map w, latent map z) -> 1x1 conv MLP -> sigmoid feature.
 
     Widths ``embed_dim + latent_dim -> hidden... -> out_dim`` (official: 1200 -> 1024 -> 960 ->
-    864 -> 784 -> 720 -> 600), LeakyReLU(0.2) and dropout after each hidden layer, sigmoid
+    864 -> 784 -> 720 -> 600), LeakyReLU(0.2) and dropout after each hidden layer (one rate
+    per layer, official 0.1, 0.1, 0.3, 0.5, 0.5; a single rate applies to all), sigmoid
     output so fake features live in (0, 1) like the real ones.
     """
 
@@ -28,17 +29,22 @@ class Generator(nn.Module):
         latent_dim: int = 600,
         hidden: tuple[int, ...] = (1024, 960, 864, 784, 720),
         out_dim: int = 600,
-        dropout: float = 0.5,
+        dropout: float | tuple[float, ...] = (0.1, 0.1, 0.3, 0.5, 0.5),
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim
         widths = [embed_dim + latent_dim, *hidden]
+        rates = (dropout,) if isinstance(dropout, (int, float)) else tuple(dropout)
+        rates = rates * len(hidden) if len(rates) == 1 else rates
+        if len(rates) != len(hidden):
+            raise ValueError(f"{len(rates)} dropout rates for {len(hidden)} hidden layers; "
+                             "give one rate per layer of generator_hidden")
         layers: list[nn.Module] = []
-        for cin, cout in itertools.pairwise(widths):
+        for (cin, cout), p in zip(itertools.pairwise(widths), rates, strict=True):
             layers += [
                 nn.Conv2d(cin, cout, 1),
                 nn.LeakyReLU(0.2, inplace=True),
-                Dropout(dropout),
+                Dropout(p),
             ]
         layers.append(nn.Conv2d(widths[-1], out_dim, 1))
         self.mlp = nn.Sequential(*layers)
