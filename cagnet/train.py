@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -69,6 +70,7 @@ from cagnet.checkpoint import (
     set_rng_state,
 )
 from cagnet.config import Config, TrainConfig
+from cagnet.diagnostics import code_health, norms
 from cagnet.errors import CagnetError, ConfigError
 from cagnet.evaluate import evaluate_calibrations, write_metrics
 from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, segmentation_ce
@@ -394,6 +396,14 @@ class Trainer:
             self.set_lr(iteration)
         return self._update("fake", *self.kept)
 
+    def health(self, images: Tensor, labels: Tensor) -> dict[str, float]:
+        """CM's instruments (`cagnet.diagnostics`) on a batch, with its weight and gradient
+        norms (the gradients of the last step); empty without CM."""
+        if self.model.context is None:
+            return {}
+        h = code_health(self.model, images.to(self.device), labels.to(self.device))
+        return {f"cm_{k}": v for k, v in (h | norms(self.model.context)).items()}
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
@@ -557,6 +567,7 @@ def fit(
     progress: bool = True,
     on_log: Callable[[dict], None] | None = None,
     evaluate: bool = True,
+    substitutes: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` from scratch (or resume ``out_dir/checkpoint.pt``) and evaluate it.
 
@@ -565,13 +576,20 @@ def fit(
     (test scores without and with the calibration ``cfg.train.calibration``). ``train_set``
     and ``test_set`` replace the datasets the config names. ``on_log`` receives every log
     record (iteration, stage, step kind, losses). ``evaluate=False`` skips the test set.
-    Raises `TrainingDiverged` on a NaN/inf loss, keeping the last good checkpoint.
+    ``substitutes`` give other words for classes the word vectors lack (`class_embeddings`).
+    Raises a `ConfigError` on a setting of the wrong type or out of range
+    (`cagnet.validation.validate_config`), and `TrainingDiverged` on a NaN/inf loss, keeping
+    the last good checkpoint.
     """
     from tqdm.auto import tqdm
 
     from cagnet.data import build_dataset, class_split
     from cagnet.embeddings import class_embeddings
+    from cagnet.errors import DataError
+    from cagnet.metrics import run_summary
+    from cagnet.validation import validate_config
 
+    validate_config(cfg)
     t0 = time.perf_counter()
     dev = resolve_device(device)
     info = distributed.current()
@@ -589,7 +607,13 @@ def fit(
     seed_everything(tcfg.seed)  # the same initial weights in every process
     classes = class_split(cfg.data)
     train_set = train_set if train_set is not None else build_dataset(cfg.data, "train")
-    emb = class_embeddings(classes.names, cfg.data)
+    emb = class_embeddings(classes.names, cfg.data, substitutes=substitutes)
+    if not np.isfinite(emb).all():
+        bad = [n for n, row in zip(classes.names, emb, strict=True) if not np.isfinite(row).all()]
+        sources = (", ".join(cfg.data.embedding_sources) if cfg.data.embeddings == "gensim"
+                   else f"the official tables of {cfg.data.dataset}")
+        raise DataError(f"the class embeddings of {', '.join(bad[:5])} hold NaN or infinite "
+                        f"values: the word vectors ({sources}) are corrupt; replace the file(s)")
     trainer = Trainer(cfg, len(classes.names), list(classes.seen), list(classes.unseen),
                       torch.as_tensor(emb), dev)
     start, history, elapsed = 0, [], 0.0
@@ -637,8 +661,9 @@ def fit(
             "fake": torch.zeros(len(LOSS_NAMES), device=dev)}
     counts = {"real": 0, "fake": 0}
 
-    def log(iteration: int, stage: str) -> None:
-        """Average the losses summed on the device since the last log (one host sync)."""
+    def log(iteration: int, stage: str, health: dict[str, float]) -> None:
+        """Average the losses summed on the device since the last log (one host sync); the
+        real-step record also holds CM's instruments (``health``, `Trainer.health`)."""
         for k in ("real", "fake"):
             if not counts[k]:
                 continue
@@ -647,6 +672,11 @@ def fit(
                       **dict(zip(LOSS_NAMES, values, strict=True))}
             if k == "real" and stage == "train":
                 record["lr"] = trainer.optimizers["backbone"].param_groups[0]["lr"]
+            if k == "real":
+                record |= health
+                if writer is not None and "cm_kl" in health:  # the KL on a log axis
+                    writer.add_scalar("cm/log10_kl", math.log10(max(health["cm_kl"], 1e-12)),
+                                      iteration)
             history.append(record)
             if writer is not None:
                 for name, v in record.items():
@@ -672,6 +702,7 @@ def fit(
     if test_set is None and (evaluate or tcfg.eval_every):
         test_set = build_dataset(cfg.data, "test")
     batches = iter(make_loader(train_set, cfg, start, dev))
+    last_batch: tuple[Tensor, Tensor] | None = None
     bar = tqdm(range(start, total), initial=start, total=total, disable=not (progress and main),
                desc=f"{cfg.name}/{cfg.method}", dynamic_ncols=True)
     try:
@@ -681,14 +712,14 @@ def fit(
             if is_finetune_step(tcfg, it):
                 kind, parts = "fake", trainer.finetune_step(it)
             else:
-                images, labels = next(batches)
-                kind, parts = "real", trainer.train_step(images, labels, it)
+                last_batch = next(batches)
+                kind, parts = "real", trainer.train_step(*last_batch, it)
             sums[kind] += parts
             counts[kind] += 1
             done = it + 1
             if done % tcfg.log_every == 0 or done == total:
                 stop_if_diverged(done)
-                log(done, stage)
+                log(done, stage, trainer.health(*last_batch) if main and last_batch else {})
             if done % tcfg.checkpoint_every == 0 and done != total:
                 stop_if_diverged(done)
                 save(done, stage)
@@ -703,7 +734,7 @@ def fit(
         metrics = None
         if evaluate:
             uncal, cal = test_scores(total, "test")
-            metrics = {"preset": cfg.name, "method": cfg.method, "iteration": total,
+            metrics = {**run_summary(cfg, classes), "iteration": total,
                        "wall_time_s": wall, **uncal, "calibrated": cal}
         if out is not None and main:
             (out / "history.json").write_text(json.dumps(history, indent=1))

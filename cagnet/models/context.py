@@ -22,6 +22,7 @@ class ContextOutput(NamedTuple):
     mu: Tensor  # (B, d, h, w)
     logvar: Tensor  # (B, d, h, w) log sigma^2
     weights: Tensor  # (B, 3, h, w) Context Selector weights, one per context scale
+    hidden: tuple[Tensor, ...] = ()  # the ReLU maps m1, m2, m3 (B, hidden, h, w), c (B, d, h, w)
 
 
 class ContextSelector(nn.Module):
@@ -95,4 +96,4 @@ class ContextualModule(nn.Module):
             logvar = torch.relu(logvar)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         feature = torch.sigmoid(aspp_out + aspp_out * torch.sigmoid(z))  # (B, d, h, w)
-        return ContextOutput(feature, z, mu, logvar, w)
+        return ContextOutput(feature, z, mu, logvar, w, (*maps, c))
