@@ -298,6 +298,10 @@ class Trainer:
         cuda = self.device.type == "cuda"
         if cuda:
             torch.backends.cudnn.benchmark = True
+        else:
+            # subnormal floats (a collapsing code drives CM's maps towards 0) made the toy
+            # step 1.7x slower (480 vs 285 ms on one thread); flushing them to 0 costs nothing
+            torch.set_flush_denormal(True)
         self.memory_format = (torch.channels_last if cuda and tcfg.channels_last
                               else torch.contiguous_format)
         self.model = CaGNet(cfg, num_classes, torch.as_tensor(class_embeddings))
@@ -628,6 +632,8 @@ def fit(
     elif info.enabled:  # the other processes draw their own noise (dropout, z)
         torch.manual_seed(int(np.random.SeedSequence([tcfg.seed, info.rank, start])
                               .generate_state(1)[0]))
+    if test_set is None and (evaluate or tcfg.eval_every):  # before any output is made
+        test_set = build_dataset(cfg.data, "test")
     last_saved = start if state is not None else None
     writer = None
     if out is not None and main:
@@ -699,8 +705,6 @@ def fit(
                 writer.add_scalar(f"{tag}_calibrated/{key}", scores[1][key], iteration)
         return scores[0], scores[1]
 
-    if test_set is None and (evaluate or tcfg.eval_every):
-        test_set = build_dataset(cfg.data, "test")
     batches = iter(make_loader(train_set, cfg, start, dev))
     last_batch: tuple[Tensor, Tensor] | None = None
     bar = tqdm(range(start, total), initial=start, total=total, disable=not (progress and main),
