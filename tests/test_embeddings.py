@@ -43,7 +43,7 @@ def test_dataset_spellings_become_words():
 
 def test_multi_word_mean_per_source_then_concatenated_and_normalised(tmp_path, two_files):
     path_a, path_b, a, b = two_files
-    dcfg = DataConfig(embedding_sources=(str(path_a), str(path_b)))
+    dcfg = DataConfig(embeddings="gensim", embedding_sources=(str(path_a), str(path_b)))
     emb = class_embeddings(["pottedplant", "sheep", "wall-concrete"], dcfg, cache_dir=tmp_path)
     assert emb.shape == (3, 10) and emb.dtype == np.float32
     i = {w: k for k, w in enumerate(WORDS)}
@@ -56,7 +56,7 @@ def test_multi_word_mean_per_source_then_concatenated_and_normalised(tmp_path, t
 
 def test_cache_is_reused_and_invalidated_when_a_source_changes(tmp_path, two_files):
     path_a, path_b, a, b = two_files
-    dcfg = DataConfig(embedding_sources=(str(path_a),))
+    dcfg = DataConfig(embeddings="gensim", embedding_sources=(str(path_a),))
     first = class_embeddings(["sheep", "cat"], dcfg, cache_dir=tmp_path)
     assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 1
     np.testing.assert_array_equal(first, class_embeddings(["sheep", "cat"], dcfg,
@@ -71,7 +71,7 @@ def test_cache_is_reused_and_invalidated_when_a_source_changes(tmp_path, two_fil
 
 def test_missing_word_names_class_and_word_and_substitutes_fix_it(tmp_path, two_files):
     path_a = two_files[0]
-    dcfg = DataConfig(embedding_sources=(str(path_a),))
+    dcfg = DataConfig(embeddings="gensim", embedding_sources=(str(path_a),))
     with pytest.raises(DataError, match=r"class 'diningtable'.*'dining'.*substitutes"):
         class_embeddings(["sheep", "diningtable"], dcfg, cache_dir=tmp_path)
     by_class = class_embeddings(["diningtable"], dcfg, cache_dir=tmp_path,
@@ -109,7 +109,7 @@ def test_file_formats_kv_text_binary_and_fasttext(tmp_path):
 def test_named_sources_use_a_local_file_or_refuse_to_download_offline(tmp_path, monkeypatch,
                                                                       two_files):
     monkeypatch.setenv("CAGNET_OFFLINE", "1")
-    dcfg = DataConfig(embedding_sources=("fasttext",))
+    dcfg = DataConfig(embeddings="gensim", embedding_sources=("fasttext",))
     with pytest.raises(DataError, match="CAGNET_VECTORS_FASTTEXT"):
         class_embeddings(["sheep"], dcfg, cache_dir=tmp_path)
     monkeypatch.setenv("CAGNET_VECTORS_FASTTEXT", str(two_files[0]))

@@ -124,10 +124,15 @@ class CaGNet(nn.Module):
         """C: features (B, d, h, w) -> class logits (B, K, h, w)."""
         return self.discriminator.classify(features)
 
-    def predict(self, x: Tensor) -> Tensor:
-        """Class logits (B, K, H, W) at the input size from the x1 scale; call ``eval()`` first."""
+    def predict(self, x: Tensor, upsample: bool = True) -> Tensor:
+        """Class logits (B, K, H, W) at the input size from the x1 scale; call ``eval()`` first.
+
+        ``upsample=False``: the logits (B, K, h, w) at the feature map's resolution.
+        """
         f, _ = self._real_feature(self.backbone(x))
         logits = self.classify(f)  # (B, K, h, w)
+        if not upsample:
+            return logits
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
