@@ -38,6 +38,10 @@ class ModelConfig:
     context_hidden: int = 256  # width of the three dilated convs of CM
     context_dilations: tuple[int, ...] = (1, 2, 5)
     logvar_relu: bool = True  # the official code puts a ReLU on log sigma^2 (so sigma >= 1)
+    # G's input is detached (model.py: self.gen(self.sample.detach())): z learns only through
+    # the residual attention and the KL. False lets G's losses (content, GAN) reach CM
+    # through z, as in a conditional VAE (a deviation; see chapter 5)
+    detach_latent: bool = True
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
     # networks.py Generator; one rate per hidden layer, or a single rate for all
     generator_dropout: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5, 0.5)
@@ -63,6 +67,7 @@ class DataConfig:
     num_train: int = 2000
     num_test: int = 400
     data_seed: int = 0
+    toy_lighting: float = 0.0  # how strongly a thing takes the light of its stuff, in [0, 1]
     # class embeddings: "official" (the official repository's precomputed fastText and
     # word2vec pickles, dataset/*/word_vectors/, tools.py get_embedding with `fastnvec`) |
     # "gensim" (built from word-vector files, for any class names)
@@ -131,7 +136,29 @@ class TrainConfig:
     lr_g_finetune: float = 5e-5
     finetune_decay_d: tuple[float, float, float] = (3_000, 1_000, 0.1)
     finetune_decay_g: tuple[float, float, float] = (3_000, 1_000, 0.1)
-    top_p: int = 10  # self-training: classes kept per pixel among the top scores (top_p)
+    # self-training: classes kept per pixel among the top scores (voc12.yaml top_p; the file
+    # the official `--schedule st` run reads, configs_st_voc.yaml, has top_p: 1)
+    top_p: int = 10
+    # Self-training after fine-tuning (`cagnet.selftrain`; ZS3Net's "+ST", train.py schedules
+    # 'st' then 'st_mixed'): "self-train" (every network learns, ignored pixels pseudo-labelled
+    # from top_p), then "self-train-finetune" (a second fine-tuning stage). Off: two stages.
+    self_train: bool = False
+    st_iters: int = 10_000  # configs_st_voc.yaml ITER_MAX_ST
+    st_finetune_iters: int = 10_000  # configs_st_transfer_voc.yaml ITER_MAX_ST_TRANSFER
+    # fresh SGD for E and CM, poly over st_iters (configs_st_voc.yaml back_opt.lr_st)
+    lr_st: float = 5e-5
+    lr_d_st: float = 1e-4  # fresh Adam, D/C (configs_st_voc.yaml dis_opt.lr_st)
+    lr_g_st: float = 5e-5  # fresh Adam, G (configs_st_voc.yaml gen_opt.lr_st)
+    # configs_st_voc.yaml dis_scheduler / gen_scheduler, counted from the stage's start
+    st_decay_d: tuple[float, float, float] = (5_000, 1_000, 0.3)
+    st_decay_g: tuple[float, float, float] = (5_000, 1_000, 0.3)
+    # fresh Adam again for the second fine-tuning (configs_st_transfer_voc.yaml dis_opt /
+    # gen_opt lr_st_transfer)
+    lr_d_st_finetune: float = 1e-4
+    lr_g_st_finetune: float = 1e-4
+    # configs_st_transfer_voc.yaml dis_scheduler / gen_scheduler
+    st_finetune_decay_d: tuple[float, float, float] = (5_000, 2_500, 0.5)
+    st_finetune_decay_g: tuple[float, float, float] = (5_000, 2_500, 0.5)
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
     seed: int = 0
     num_workers: int = 4
@@ -201,7 +228,20 @@ def _context() -> Config:
             lr_decay_g=(10_000, 10_000, 0.3),  # context.yaml gen_scheduler
             finetune_decay_d=(5_000, 1_000, 0.3),  # context_finetune.yaml dis_scheduler
             finetune_decay_g=(5_000, 1_000, 0.3),  # context_finetune.yaml gen_scheduler
-            top_p=17,
+            top_p=17,  # context.yaml top_p (configs_st_context.yaml: 16)
+            # self-training: configs_st_context.yaml (ITER_MAX_ST, back_opt / dis_opt / gen_opt
+            # lr_st, dis_scheduler / gen_scheduler) and configs_st_transfer_context.yaml
+            st_iters=10_000,
+            st_finetune_iters=10_000,  # ITER_MAX_ST_TRANSFER
+            lr_st=2.5e-4,
+            lr_d_st=2.5e-4,
+            lr_g_st=2e-4,
+            st_decay_d=(5_000, 1_000, 0.3),
+            st_decay_g=(5_000, 1_000, 0.3),
+            lr_d_st_finetune=1e-4,  # dis_opt lr_st_transfer
+            lr_g_st_finetune=1e-4,  # gen_opt lr_st_transfer
+            st_finetune_decay_d=(5_000, 2_500, 0.5),
+            st_finetune_decay_g=(5_000, 2_500, 0.5),
         ),
     )
 
@@ -226,7 +266,20 @@ def _cocostuff() -> Config:
             lr_g_finetune=1e-5,  # cocostuff_finetune.yaml gen_opt lr_transfer
             finetune_decay_d=(3_000, 2_000, 0.3),
             finetune_decay_g=(3_000, 2_000, 0.3),
-            top_p=91,
+            top_p=91,  # cocostuff.yaml top_p (configs_st_coco.yaml: 1)
+            # self-training: configs_st_coco.yaml (ITER_MAX_ST, back_opt / dis_opt / gen_opt
+            # lr_st, dis_scheduler / gen_scheduler) and configs_st_transfer_coco.yaml
+            st_iters=10_000,
+            st_finetune_iters=10_000,  # ITER_MAX_ST_TRANSFER
+            lr_st=5e-5,
+            lr_d_st=5e-5,
+            lr_g_st=5e-5,
+            st_decay_d=(5_000, 1_000, 0.3),
+            st_decay_g=(5_000, 1_000, 0.3),
+            lr_d_st_finetune=5e-5,  # dis_opt lr_st_transfer
+            lr_g_st_finetune=5e-5,  # gen_opt lr_st_transfer
+            st_finetune_decay_d=(3_000, 1_000, 0.5),
+            st_finetune_decay_g=(3_000, 1_000, 0.5),
         ),
     )
 
@@ -287,6 +340,22 @@ def _toy() -> Config:
             lr_g_finetune=2e-4,
             finetune_decay_d=(400, 133, 0.1),
             finetune_decay_g=(400, 133, 0.1),
+            # self-training scaled the same way from configs_st_voc.yaml and
+            # configs_st_transfer_voc.yaml: 1/4 of training (10k vs 40k), then 10/6 of
+            # fine-tuning (10k vs 6k); E, D, G at 1/5, 2/5, 1/4 of their training rates (5e-5,
+            # 1e-4, 5e-5 vs 2.5e-4, 2.5e-4, 2e-4), x0.3 every 1/10 from 1/2; the second
+            # fine-tuning at twice the fine-tuning rates (1e-4 vs 5e-5), x0.5 every 1/4 from 1/2
+            st_iters=500,
+            st_finetune_iters=1333,
+            lr_st=6e-3,
+            lr_d_st=4e-4,
+            lr_g_st=2.5e-4,
+            st_decay_d=(250, 50, 0.3),
+            st_decay_g=(250, 50, 0.3),
+            lr_d_st_finetune=4e-4,
+            lr_g_st_finetune=4e-4,
+            st_finetune_decay_d=(667, 333, 0.5),
+            st_finetune_decay_g=(667, 333, 0.5),
             num_workers=0,
             log_every=20,
             checkpoint_every=250,

@@ -129,6 +129,7 @@ class StepLosses(nn.Module):
         self.model = model
         self.loss = cfg.loss
         self.fake_map_size = cfg.train.fake_map_size
+        self.detach_latent = cfg.model.detach_latent
         ids = sorted(set(seen) | set(unseen))
         weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
         self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
@@ -174,7 +175,9 @@ class StepLosses(nn.Module):
         d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
 
         if m.generator is not None:
-            fake = m.generate(y, ctx.z if ctx is not None else None)  # (B, d, h, w)
+            # z reaches G detached (official), or with its gradient (model.detach_latent False)
+            fake = m.generate(y, ctx.z if ctx is not None else None,
+                              detach=self.detach_latent or not train_backbone)  # (B, d, h, w)
             gan_fake, cls_fake = m.discriminator(fake.detach())
             d_gan = (gan_loss(gan_real, True, L.gan, valid)
                      + gan_loss(gan_fake, False, L.gan, valid))

@@ -79,7 +79,8 @@ STREAMS = {"train": 0, "test": 1}
 def world_constants() -> dict:
     """The constants that shape the toy world; a run trained on another world is stale."""
     return {"prior": PRIOR, "max_objects": MAX_OBJECTS, "size_range": list(SIZE_RANGE),
-            "max_rotation": float(MAX_ROTATION), "splits": TOY_SPLITS}
+            "max_rotation": float(MAX_ROTATION), "splits": TOY_SPLITS,
+            "lighting": _LIGHT_GAIN.tolist() + _LIGHT_OFFSET.tolist()}
 
 
 # RGB base colours (0-255); things are saturated, stuff is muted and textured.
@@ -88,6 +89,13 @@ _THING_RGB = np.array([[215, 45, 40], [45, 185, 65], [45, 75, 225], [235, 205, 3
 _STUFF_RGB = np.array([[85, 140, 60], [205, 180, 130], [55, 110, 165], [225, 230, 240]],
                       dtype=np.float32)
 _TEXTURE_AMP = np.array([0.20, 0.10, 0.16, 0.05], dtype=np.float32)
+# Light from the stuff a thing lies on (grass, sand, water, snow): rgb * gain + offset, blended
+# in with strength `DataConfig.toy_lighting`. In green shade on grass, warm on sand, dark and
+# blue under water, pale on snow: one class looks different in each context.
+_LIGHT_GAIN = np.array([[0.70, 0.85, 0.60], [1.05, 0.95, 0.75], [0.45, 0.55, 0.80],
+                        [0.55, 0.55, 0.55]], dtype=np.float32)
+_LIGHT_OFFSET = np.array([[0, 25, 0], [30, 20, 0], [0, 15, 60], [110, 115, 120]],
+                         dtype=np.float32)
 # the shape (index) that prefers each stuff (index): grass->cross, sand->square, ...
 _FAVOURITE_SHAPE = np.array([SHAPES.index(next(s for s, f in FAVOURITE_STUFF.items() if f == st))
                              for st in STUFF])
@@ -109,7 +117,8 @@ class ToyImages:
     objects: np.ndarray
 
 
-def _render_chunk(rng: np.random.Generator, n: int, size: int) -> ToyImages:
+def _render_chunk(rng: np.random.Generator, n: int, size: int,
+                  lighting: float = 0.0) -> ToyImages:
     S, m, k = size, MAX_OBJECTS, size / 64.0
     f32 = np.float32
     grid = np.arange(S, dtype=f32) + 0.5
@@ -184,6 +193,8 @@ def _render_chunk(rng: np.random.Generator, n: int, size: int) -> ToyImages:
 
     # paint the things in slot order (later ones on top), shaded from top to bottom
     thing_rgb = _THING_RGB[colour] + rng.normal(0, 12, (n, m, 3)).astype(f32)
+    lit = thing_rgb * _LIGHT_GAIN[home] + _LIGHT_OFFSET[home]  # (n, m, 3) lit by its stuff
+    thing_rgb = (1 - lighting) * thing_rgb + lighting * lit
     for j in range(m):
         bi, i, l = np.nonzero(masks[:, j])  # image, patch row, patch column
         ys, xs = py[bi, j, i], px[bi, j, l]
@@ -199,18 +210,22 @@ def _render_chunk(rng: np.random.Generator, n: int, size: int) -> ToyImages:
     return ToyImages(np.clip(img, 0, 255).astype(np.uint8), label, objects)
 
 
-def render_toy(count: int, image_size: int = 64, seed: int = 0, split: str = "train") -> ToyImages:
-    """The first ``count`` images of the toy ``split`` ("train" | "test") for ``seed``."""
+def render_toy(count: int, image_size: int = 64, seed: int = 0, split: str = "train",
+               lighting: float = 0.0) -> ToyImages:
+    """The first ``count`` images of the toy ``split`` ("train" | "test") for ``seed``;
+    ``lighting`` in [0, 1]: how strongly a thing takes the light of the stuff it lies on."""
     if split not in STREAMS:
         raise ValueError(f"unknown toy split {split!r}; choose train or test")
     if image_size < 16:
         raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
+    if not 0.0 <= lighting <= 1.0:
+        raise ValueError(f"lighting must lie in [0, 1], got {lighting}")
     parts = []
     for chunk in range(-(-count // CHUNK)):
         rng = np.random.default_rng(np.random.SeedSequence([seed, STREAMS[split], chunk]))
-        parts.append(_render_chunk(rng, CHUNK, image_size))
+        parts.append(_render_chunk(rng, CHUNK, image_size, lighting))
     if not parts:
         S = image_size
         return ToyImages(np.zeros((0, 3, S, S), np.uint8), np.zeros((0, S, S), np.uint8),
@@ -241,7 +256,7 @@ class ToyWorld(Dataset):
         if n <= 0:
             raise ValueError(f"the toy {split} split needs at least one image; "
                              f"num_{split} = {n}")
-        raw = render_toy(n, dcfg.image_size, dcfg.data_seed, split)
+        raw = render_toy(n, dcfg.image_size, dcfg.data_seed, split, dcfg.toy_lighting)
         self.objects = raw.objects
         self.images = torch.from_numpy(raw.images)  # (N, 3, H, W) uint8
         self.labels = torch.from_numpy(raw.labels)  # (N, H, W) uint8, all classes

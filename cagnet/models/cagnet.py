@@ -94,11 +94,12 @@ class CaGNet(nn.Module):
         idx = torch.where((label_map >= 0) & (label_map < K), label_map, K)
         return F.embedding(idx, table).permute(0, 3, 1, 2)  # (B, d, h, w)
 
-    def generate(self, label_map: Tensor, latent: Tensor | None = None) -> Tensor:
+    def generate(self, label_map: Tensor, latent: Tensor | None = None,
+                 detach: bool = True) -> Tensor:
         """Fake features G(w, z) for a label map (B, h, w) -> (B, d, h, w).
 
         CaGNet: ``latent`` is the contextual code z (B, d, h, w) from CM, detached here so no
-        gradient reaches CM from G; None samples z ~ N(0, I). ZS3Net: the noise is always
+        gradient reaches CM from G (``detach=False``: it does); None samples z ~ N(0, I). ZS3Net: the noise is always
         random and ``latent`` is not used.
         """
         if self.generator is None:
@@ -118,7 +119,7 @@ class CaGNet(nn.Module):
                 f"latent map {tuple(latent.shape)} and label map {tuple(label_map.shape)} "
                 f"differ in size; resize the labels to the feature map (resize_labels)"
             )
-        return self.generator(w, latent.detach())
+        return self.generator(w, latent.detach() if detach else latent)
 
     def classify(self, features: Tensor) -> Tensor:
         """C: features (B, d, h, w) -> class logits (B, K, h, w)."""

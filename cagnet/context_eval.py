@@ -1,0 +1,137 @@
+"""Does the contextual code carry context? Three measurements on a labelled dataset.
+
+The *context* of a pixel is the stuff it lies on: for a stuff pixel its own class, for a
+thing pixel the most frequent stuff class within ``radius`` feature cells around it
+(`context_map`).
+
+- `context_probe`: a linear (softmax) probe trained on mu of thing pixels of one set of
+  images predicts their context on another set; its accuracy against chance (the most
+  frequent context) says whether mu encodes where the thing lies;
+- `generator_gain`: how much closer G(w, mu) lands to the real feature f of the same
+  pixel than G(w, mu') with mu' taken from the same position of another image:
+  ``1 - mean ||G(w, mu) - f|| / mean ||G(w, mu') - f||`` (0: G ignores the code);
+- `per_context_scores`: seen / unseen mIoU computed separately on the pixels of each
+  context, so one sees *where* a method fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cagnet.losses import resize_labels
+from cagnet.metrics import ConfusionMatrix, scores
+
+IGNORE = 255
+
+
+def context_map(labels: Tensor, stuff: Sequence[int], radius: int = 4) -> Tensor:
+    """(B, h, w) label ids -> (B, h, w) index into ``stuff`` of each pixel's context, -1 where
+    no stuff lies within ``radius`` cells (and on ignored pixels)."""
+    ids = torch.as_tensor(list(stuff), device=labels.device)
+    onehot = (labels[:, None] == ids[None, :, None, None]).float()  # (B, S, h, w)
+    k = 2 * radius + 1
+    near = F.avg_pool2d(onehot, k, stride=1, padding=radius, count_include_pad=False)
+    ctx = near.argmax(1)
+    ctx = torch.where(near.amax(1) > 0, ctx, torch.full_like(ctx, -1))
+    own = onehot.argmax(1)
+    is_stuff = onehot.amax(1) > 0
+    ctx = torch.where(is_stuff, own, ctx)
+    return torch.where(labels == IGNORE, torch.full_like(ctx, -1), ctx)
+
+
+@torch.no_grad()
+def codes(model, images: Tensor) -> tuple[Tensor, Tensor]:
+    """Eval-mode real features f and codes mu, both (B, d, h, w)."""
+    model.eval()
+    out = model.context(model.backbone(images))
+    return out.feature, out.mu
+
+
+def _pixels(t: Tensor, mask: Tensor) -> Tensor:  # (B, C, h, w), (B, h, w) -> (N, C)
+    return t.permute(0, 2, 3, 1)[mask]
+
+
+def thing_codes(model, batches, stuff: Sequence[int], radius: int = 4) -> tuple[Tensor, Tensor]:
+    """mu (N, d) and context (N,) of every thing pixel with a context, over ``batches``."""
+    xs, ys = [], []
+    dev = next(model.parameters()).device
+    stuff_t = torch.as_tensor(list(stuff), device=dev)
+    for images, labels in batches:
+        _, mu = codes(model, images.to(dev))
+        y = resize_labels(labels.to(dev), mu.shape[-2:])
+        ctx = context_map(y, stuff, radius)
+        things = (y != IGNORE) & ~torch.isin(y, stuff_t) & (ctx >= 0)
+        xs.append(_pixels(mu, things).float())
+        ys.append(ctx[things])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def context_probe(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
+                  num_contexts: int, steps: int = 300, seed: int = 0) -> dict[str, float]:
+    """Fit a softmax probe on ``train`` (mu (N, d), context (N,)) and score it on ``test``.
+
+    Features are standardised with the training set's statistics; returns accuracy and
+    chance (the test share of the most frequent training context).
+    """
+    x, y = train
+    xt, yt = test
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-8)
+    x, xt = (x - mean) / std, (xt - mean) / std
+    g = torch.Generator().manual_seed(seed)
+    w = (torch.randn(x.shape[1], num_contexts, generator=g) * 0.01).requires_grad_()
+    b = torch.zeros(num_contexts, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(x @ w + b, y).backward()
+        opt.step()
+    with torch.no_grad():
+        acc = ((xt @ w + b).argmax(1) == yt).float().mean().item()
+    majority = torch.bincount(y, minlength=num_contexts).argmax()
+    return {"probe_acc": acc, "chance": (yt == majority).float().mean().item()}
+
+
+@torch.no_grad()
+def generator_gain(model, batches) -> dict[str, float]:
+    """How much closer G(w, own mu) lands to the real feature than G(w, another image's mu)."""
+    dev = next(model.parameters()).device
+    own = other = 0.0
+    for images, labels in batches:
+        if images.shape[0] < 2:
+            continue
+        f, mu = codes(model, images.to(dev))
+        y = resize_labels(labels.to(dev), f.shape[-2:])
+        valid = y != IGNORE
+        d_own = (model.generate(y, mu) - f).norm(dim=1)[valid]
+        d_other = (model.generate(y, mu.roll(1, dims=0)) - f).norm(dim=1)[valid]
+        own += d_own.sum().item()
+        other += d_other.sum().item()
+    return {"dist_own": own, "dist_other": other,
+            "gain": 1.0 - own / other if other > 0 else 0.0}
+
+
+@torch.no_grad()
+def per_context_scores(model, batches, classes, stuff: Sequence[int], names: Sequence[str],
+                       radius: int = 4) -> dict[str, dict[str, float]]:
+    """Seen / unseen mIoU and hIoU on the pixels of each context (scored at full resolution)."""
+    dev = next(model.parameters()).device
+    seen, unseen = (list(classes["seen"]), list(classes["unseen"])) if isinstance(classes, dict) \
+        else (list(classes.seen), list(classes.unseen))
+    K = model.num_classes
+    mats = [ConfusionMatrix(K, device=dev) for _ in stuff]
+    model.eval()
+    for images, labels in batches:
+        images, labels = images.to(dev), labels.to(dev)
+        pred = model.predict(images).argmax(1)
+        ctx = context_map(labels, stuff, radius)
+        for i, m in enumerate(mats):
+            m.update(pred, torch.where(ctx == i, labels, torch.full_like(labels, IGNORE)))
+    out = {}
+    for name, m in zip(names, mats, strict=True):
+        s = scores(m.matrix, seen, unseen)
+        out[name] = {k: s[k] for k in ("miou_seen", "miou_unseen", "hiou")}
+    return out

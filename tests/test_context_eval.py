@@ -1,0 +1,84 @@
+"""Context measurements: the context map, the probe, the generator's gain; the lit toy world."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from cagnet.config import get_preset
+from cagnet.context_eval import context_map, context_probe, generator_gain, per_context_scores
+from cagnet.data import render_toy
+from cagnet.data.splits import class_split
+from cagnet.models import CaGNet
+
+
+def test_context_map_gives_stuff_its_own_class_and_things_their_surroundings():
+    y = torch.full((1, 9, 9), 1)  # sand everywhere ...
+    y[0, :, 6:] = 2  # ... water on the right
+    y[0, 3:6, 1:4] = 7  # a thing on sand
+    y[0, 0, 0] = 255
+    ctx = context_map(y, [0, 1, 2, 3], radius=2)
+    assert ctx[0, 0, 0] == -1  # ignored
+    assert ctx[0, 8, 8] == 2 and ctx[0, 8, 0] == 1  # stuff: its own class
+    assert (ctx[0, 3:6, 1:4] == 1).all()  # the thing lies on sand
+
+
+def test_probe_separates_separable_codes_and_reports_chance():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (400,), generator=g)
+    x = torch.randn(400, 8, generator=g) * 0.1
+    x[torch.arange(400), y] += 1.0  # context written in one coordinate each
+    r = context_probe((x[:200], y[:200]), (x[200:], y[200:]), 4)
+    assert r["probe_acc"] > 0.95 and 0.2 < r["chance"] < 0.4
+    noise = context_probe((torch.randn(200, 8, generator=g), y[:200]),
+                          (torch.randn(200, 8, generator=g), y[200:]), 4)
+    assert noise["probe_acc"] < 0.45
+
+
+def _model():
+    cfg = get_preset("toy")
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
+                                                generator_hidden=(32,), disc_hidden=32))
+    torch.manual_seed(0)
+    return CaGNet(cfg, 20, torch.nn.functional.normalize(torch.randn(20, 64), dim=1)), cfg
+
+
+def test_generator_gain_is_zero_when_every_image_has_the_same_code():
+    model, _ = _model()
+    x = torch.rand(1, 3, 32, 32).repeat(3, 1, 1, 1)  # three copies: mu is the same in each
+    y = torch.randint(0, 20, (3, 32, 32))
+    r = generator_gain(model, [(x, y)])
+    assert r["dist_own"] > 0 and r["gain"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_per_context_scores_cover_every_context():
+    model, cfg = _model()
+    classes = class_split(cfg.data)
+    raw = render_toy(4, 64, seed=0, split="test")
+    x = torch.from_numpy(raw.images).float() / 255
+    y = torch.from_numpy(raw.labels).long()
+    out = per_context_scores(model, [(x, y)], classes, [0, 1, 2, 3],
+                             ("grass", "sand", "water", "snow"))
+    assert set(out) == {"grass", "sand", "water", "snow"}
+    assert all(0 <= v["miou_seen"] <= 1 for v in out.values() if v["miou_seen"] == v["miou_seen"])
+
+
+def test_lighting_changes_things_by_their_stuff_and_nothing_else():
+    plain = render_toy(64, 64, seed=0, lighting=0.0)
+    lit = render_toy(64, 64, seed=0, lighting=1.0)
+    assert np.array_equal(plain.labels, lit.labels)
+    stuff = plain.labels < 4
+    assert np.array_equal(plain.images.transpose(0, 2, 3, 1)[stuff],
+                          lit.images.transpose(0, 2, 3, 1)[stuff])
+    # a thing's mean colour now depends on the stuff under it: on water (2) darker than snow (3)
+    img, lab, obj = lit.images.astype(float), lit.labels, lit.objects
+
+    def brightness(home):
+        vals = [img[i][:, lab[i] == c].mean() for i in range(64) for (_, _, h, c) in obj[i]
+                if c >= 4 and h == home and (lab[i] == c).sum() > 20]
+        return np.mean(vals)
+
+    assert brightness(2) + 40 < brightness(3)
+    with pytest.raises(ValueError, match="lighting"):
+        render_toy(1, lighting=1.5)
