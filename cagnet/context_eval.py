@@ -117,7 +117,8 @@ def generator_gain(model, batches) -> dict[str, float]:
 @torch.no_grad()
 def per_context_scores(model, batches, classes, stuff: Sequence[int], names: Sequence[str],
                        radius: int = 4) -> dict[str, dict[str, float]]:
-    """Seen / unseen mIoU and hIoU on the pixels of each context (scored at full resolution)."""
+    """Seen / unseen mIoU and hIoU on the pixels of each context (scored at full resolution),
+    each mean over the classes that occur in that context."""
     dev = next(model.parameters()).device
     seen, unseen = (list(classes["seen"]), list(classes["unseen"])) if isinstance(classes, dict) \
         else (list(classes.seen), list(classes.unseen))
@@ -132,6 +133,10 @@ def per_context_scores(model, batches, classes, stuff: Sequence[int], names: Seq
             m.update(pred, torch.where(ctx == i, labels, torch.full_like(labels, IGNORE)))
     out = {}
     for name, m in zip(names, mats, strict=True):
-        s = scores(m.matrix, seen, unseen)
+        # only the classes present in this context: a class predicted where it never occurs
+        # would otherwise count with IoU 0 in every other context's mean
+        present = set((m.matrix.sum(1) > 0).nonzero().flatten().tolist())
+        s = scores(m.matrix, [c for c in seen if c in present],
+                   [c for c in unseen if c in present])
         out[name] = {k: s[k] for k in ("miou_seen", "miou_unseen", "hiou")}
     return out
