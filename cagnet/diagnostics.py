@@ -113,3 +113,12 @@ def format_health(h: dict[str, float]) -> str:
             f"{h['mu_spread']:.3g} | sigma {h['sigma_mean']:.3g} | KL {h['kl']:.3g} | "
             f"selector spread {h['selector_spread']:.3g} (mean {h['selector_mean']:.3f}) "
             f"| {verdict(h)}")
+
+
+def health_of(model, dataset, batch: int, images: int = 64) -> dict[str, float]:
+    """`dataset_health` over the first ``images`` items of a dataset, ``batch`` at a time."""
+    from torch.utils.data import DataLoader, Subset
+
+    subset = Subset(dataset, range(min(images, len(dataset))))
+    device = next(model.parameters()).device
+    return dataset_health(model, DataLoader(subset, batch_size=batch), device)

@@ -180,6 +180,13 @@ def _group_by_class(
     return packed_fake, packed_real, w / w.sum(1, keepdim=True)
 
 
+# losses.py MMDLoss weighs the kernel sums with (s - 1 / (M + N)) (s - 1 / (M + N))^T, which
+# for M = N fake and real pixels is half the textbook MMD^2; its square root is 1 / sqrt(2) of
+# the textbook MMD. The content loss carries that factor, so w_content = 50 means what
+# lambda_G_Content = 50 means there.
+OFFICIAL_MMD_SCALE = 2.0**-0.5
+
+
 def content_loss(
     fake: Tensor,
     real: Tensor,
@@ -195,7 +202,7 @@ def content_loss(
     feature size; pixels with ``ignore_index`` are left out.
 
     ``"mmd"`` (official): for every class present, the `mmd` between its real and fake
-    pixel features, averaged over classes; all classes in one batched computation, each
+    pixel features, averaged over classes and scaled by ``OFFICIAL_MMD_SCALE``; all classes in one batched computation, each
     class capped at ``max_pixels`` randomly chosen pixels (None: no cap; the cost grows as
     the square of a class's pixel count). ``"l2"`` (the paper's text): mean squared error
     over channels and labelled pixels.
@@ -212,4 +219,4 @@ def content_loss(
         return fake.sum() * 0.0
     real_px = real.permute(0, 2, 3, 1)[valid]  # (N, d)
     f, r, w = _group_by_class(fake_px, real_px, labels[valid], max_pixels)
-    return _root(_mmd2(f, r, w, w, tuple(sigmas))).mean()
+    return _root(_mmd2(f, r, w, w, tuple(sigmas))).mean() * OFFICIAL_MMD_SCALE

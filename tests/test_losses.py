@@ -142,7 +142,7 @@ def test_content_mmd_matches_naive_loop():
     labels[0, 0, 0] = 5  # a class with a single pixel
     sigmas = (0.5, 2.0, 10.0)
     got = content_loss(fake, real, labels, "mmd", sigmas, max_pixels=None)
-    ref = _naive_content_mmd(fake, real, labels, sigmas)
+    ref = _naive_content_mmd(fake, real, labels, sigmas) * 2**-0.5  # the official scale
     assert got.item() == pytest.approx(ref.item(), rel=1e-9)
     # a cap above every class's pixel count changes nothing
     assert content_loss(fake, real, labels, "mmd", sigmas, max_pixels=72).item() == pytest.approx(
@@ -174,3 +174,19 @@ def test_content_l2_and_ignored_pixels():
     assert content_loss(fake, real, all_ignored, "mmd").item() == 0.0
     with pytest.raises(ConfigError, match="unknown content loss"):
         content_loss(fake, real, labels, "l1")
+
+
+def test_official_mmd_weighting_is_half_the_textbook_mmd2():
+    # losses.py MMDLoss: sum over (s - 1/(M+N)) (s - 1/(M+N))^T * K, s the one-hot group
+    # weights 1/M (fake) and 1/N (real); for M = N its square root is mmd / sqrt(2)
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(7, 5, generator=g, dtype=torch.double)
+    y = torch.rand(7, 5, generator=g, dtype=torch.double) + 0.3
+    sigmas = (2.0, 5.0)
+    z = torch.cat([x, y])
+    s = torch.zeros(14, 2, dtype=torch.double)
+    s[:7, 0], s[7:, 1] = 1 / 7, 1 / 7
+    s -= 1 / 14
+    d2 = torch.cdist(z, z).pow(2)
+    official = sum((s @ s.T * torch.exp(-d2 / (2 * bw))).sum() for bw in sigmas).sqrt()
+    assert official.item() == pytest.approx(mmd(x, y, sigmas).item() * 2**-0.5, rel=1e-9)
