@@ -29,18 +29,36 @@ from cagnet.config import METHODS, get_preset  # noqa: E402
 from cagnet.train import config_with  # noqa: E402
 
 
-def run_one(method: str, split: str, seed: int, threads: int) -> dict:
-    cfg = config_with(get_preset("toy").replace(method=method), data={"split": split},
-                      train={"seed": seed})
+def variant(spec: str) -> tuple[str, dict[str, dict]]:
+    """``"cagnet"`` or ``"cagnet:model.detach_latent=true"`` -> (method, config overrides)."""
+    method, _, rest = spec.partition(":")
+    over: dict[str, dict] = {}
+    for pair in filter(None, rest.split(";")):
+        key, _, raw = pair.partition("=")
+        section, _, name = key.partition(".")
+        over.setdefault(section, {})[name] = json.loads(raw)
+    return method, over
+
+
+def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
+    method, over = variant(spec)
+    cfg = config_with(get_preset("toy").replace(method=method),
+                      **{**over, "data": {**over.get("data", {}), "split": split},
+                         "train": {**over.get("train", {}), "seed": seed}})
     out = run_dir(cfg)
+    sets = [f"{sec}.{k}={json.dumps(v)}" for sec, kv in over.items() for k, v in kv.items()]
     cmd = [sys.executable, "-m", "cagnet", "train", "--preset", "toy", "--method", method,
            "--split", split, "--seed", str(seed), "--device", "cpu", "--no-progress",
-           "--resume", "--out", str(out)]
+           "--resume", "--out", str(out), *(a for s in sets for a in ("--set", s))]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     m = json.loads((out / "metrics.json").read_text())
     c = m["calibrated"]
-    return {"method": method, "split": split, "seed": seed,
+    report = json.loads(subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "context_report.py"),
+         str(out / "checkpoint.pt")], check=True, cwd=ROOT, env=env, capture_output=True,
+        text=True).stdout)
+    return {"method": spec, "split": split, "seed": seed, "context": report,
             "seen": m["miou_seen"], "unseen": m["miou_unseen"], "hiou": m["hiou"],
             "calibration": c["calibration"], "seen_cal": c["miou_seen"],
             "unseen_cal": c["miou_unseen"], "hiou_cal": c["hiou"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     is truncated or corrupt, or lacks the keys a cagnet checkpoint has.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = path / "checkpoint.pt"
+        hint = (f"pass the file in it: {inside}" if inside.is_file()
+                else "it holds no checkpoint.pt; pass the .pt file a `cagnet train --out DIR` "
+                "run wrote (DIR/checkpoint.pt)")
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file; {hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; pass the .pt file a "
                               "`cagnet train --out DIR` run wrote (DIR/checkpoint.pt)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for truncated or foreign files
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: it is corrupt or not a cagnet checkpoint "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-            "retrain or resume from an intact copy"
-        ) from None
+        raise CheckpointError(_unreadable(path, exc)) from None
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise CheckpointError(f"{path} is not a cagnet checkpoint (missing {', '.join(missing)})")
@@ -65,6 +68,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path} has checkpoint format {state['format']}, this version "
                               f"of cagnet reads format {FORMAT_VERSION}")
     return state
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it
+    unsafely (``weights_only=False`` runs whatever code the file holds)."""
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"checkpoint {path} holds Python objects, not only tensors and plain data (it "
+                f"refers to {found.group(1)}); cagnet refuses to load it, since unpickling such "
+                "a file can run code: use a checkpoint written by `cagnet train`")
+    first = text.split(". ")[0].splitlines()[0].strip() if text.strip() else ""
+    detail = (type(exc).__name__ if not first or "weights_only" in text.split("\n")[0]
+              else f"{type(exc).__name__}: {first}")
+    return (f"cannot read checkpoint {path}: it is corrupt, truncated or not a cagnet "
+            f"checkpoint ({detail}); retrain or resume from an intact copy")
 
 
 def checkpoint_config(state: dict) -> Config:
@@ -133,11 +152,38 @@ def load_model(path: str | os.PathLike, device: str | None = None) -> tuple[Any,
     classes = state["classes"]
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     names = classes["names"]
-    bare = cfg.replace(model=dataclasses.replace(cfg.model, pretrained=False))  # no download
+    # the weights come from the checkpoint: no download, no weights file
+    bare = cfg.replace(model=dataclasses.replace(cfg.model, pretrained=False, weights=None))
     model = CaGNet(bare, len(names), torch.zeros(len(names), cfg.model.embed_dim))
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
+    mismatch = state_mismatch(model.state_dict(), state["model"])
+    if mismatch:
         raise CheckpointError(f"checkpoint {path} does not fit its own configuration: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{mismatch}; it was changed after saving or written by another "
+                              "version of cagnet: retrain, or use an intact copy")
+    model.load_state_dict(state["model"])
     return model.to(dev).eval(), cfg, classes
+
+
+def state_mismatch(expected: dict, saved: Any, shown: int = 3) -> str:
+    """What keeps ``saved`` from loading into a model whose state dict is ``expected``:
+    missing and unexpected tensor names and shape mismatches ("" when it fits)."""
+    if not isinstance(saved, dict):
+        return f"its model weights are a {type(saved).__name__}, not a dict of tensors"
+
+    def listed(names: list[str]) -> str:
+        more = f" and {len(names) - shown} more" if len(names) > shown else ""
+        return ", ".join(names[:shown]) + more
+
+    missing = [k for k in expected if k not in saved]
+    unexpected = [k for k in saved if k not in expected]
+    shapes = [f"{k} {tuple(getattr(saved[k], 'shape', ()))} instead of {tuple(v.shape)}"
+              for k, v in expected.items() if k in saved
+              and tuple(getattr(saved[k], "shape", ())) != tuple(v.shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) missing ({listed(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensor(s) ({listed(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape ({listed(shapes)})")
+    return "; ".join(parts)

@@ -136,9 +136,10 @@ class TrainConfig:
     lr_g_finetune: float = 5e-5
     finetune_decay_d: tuple[float, float, float] = (3_000, 1_000, 0.1)
     finetune_decay_g: tuple[float, float, float] = (3_000, 1_000, 0.1)
-    # self-training: classes kept per pixel among the top scores (voc12.yaml top_p; the file
-    # the official `--schedule st` run reads, configs_st_voc.yaml, has top_p: 1)
-    top_p: int = 10
+    # self-training: a pixel is pseudo-labelled with the best unseen class among its top_p
+    # scores. configs_st_voc.yaml top_p: 1, the file the official `--schedule st` run reads
+    # (voc12.yaml's top_p: 10 is read by no schedule)
+    top_p: int = 1
     # Self-training after fine-tuning (`cagnet.selftrain`; ZS3Net's "+ST", train.py schedules
     # 'st' then 'st_mixed'): "self-train" (every network learns, ignored pixels pseudo-labelled
     # from top_p), then "self-train-finetune" (a second fine-tuning stage). Off: two stages.
@@ -228,7 +229,7 @@ def _context() -> Config:
             lr_decay_g=(10_000, 10_000, 0.3),  # context.yaml gen_scheduler
             finetune_decay_d=(5_000, 1_000, 0.3),  # context_finetune.yaml dis_scheduler
             finetune_decay_g=(5_000, 1_000, 0.3),  # context_finetune.yaml gen_scheduler
-            top_p=17,  # context.yaml top_p (configs_st_context.yaml: 16)
+            top_p=16,  # configs_st_context.yaml top_p (context.yaml's 17 is never read)
             # self-training: configs_st_context.yaml (ITER_MAX_ST, back_opt / dis_opt / gen_opt
             # lr_st, dis_scheduler / gen_scheduler) and configs_st_transfer_context.yaml
             st_iters=10_000,
@@ -266,7 +267,7 @@ def _cocostuff() -> Config:
             lr_g_finetune=1e-5,  # cocostuff_finetune.yaml gen_opt lr_transfer
             finetune_decay_d=(3_000, 2_000, 0.3),
             finetune_decay_g=(3_000, 2_000, 0.3),
-            top_p=91,  # cocostuff.yaml top_p (configs_st_coco.yaml: 1)
+            top_p=1,  # configs_st_coco.yaml top_p (cocostuff.yaml's 91 is never read)
             # self-training: configs_st_coco.yaml (ITER_MAX_ST, back_opt / dis_opt / gen_opt
             # lr_st, dis_scheduler / gen_scheduler) and configs_st_transfer_coco.yaml
             st_iters=10_000,

@@ -202,7 +202,8 @@ def content_loss(
     feature size; pixels with ``ignore_index`` are left out.
 
     ``"mmd"`` (official): for every class present, the `mmd` between its real and fake
-    pixel features, averaged over classes and scaled by ``OFFICIAL_MMD_SCALE``; all classes in one batched computation, each
+    pixel features, averaged over classes and scaled by ``OFFICIAL_MMD_SCALE``; all classes
+    in one batched computation, each
     class capped at ``max_pixels`` randomly chosen pixels (None: no cap; the cost grows as
     the square of a class's pixel count). ``"l2"`` (the paper's text): mean squared error
     over channels and labelled pixels.

@@ -94,3 +94,16 @@ def scores(matrix: Tensor, seen: list[int], unseen: list[int]) -> dict:
         "hiou": 0.0 if s + u == 0 else 2 * s * u / (s + u),
         "iou": iou,
     }
+
+
+def run_summary(cfg, classes) -> dict:
+    """What a result file needs to explain itself: preset, method, seed, package version and
+    the seen and unseen class names (``classes``: a `ClassSplit` or a checkpoint's dict)."""
+    import cagnet
+
+    get = classes.get if isinstance(classes, dict) else lambda k: getattr(classes, k)
+    names = list(get("names"))
+    return {"preset": cfg.name, "method": cfg.method, "seed": cfg.train.seed,
+            "cagnet_version": cagnet.__version__,
+            "seen_classes": [names[c] for c in get("seen")],
+            "unseen_classes": [names[c] for c in get("unseen")]}

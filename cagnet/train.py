@@ -33,7 +33,16 @@ Two stages, one code path for every method and scale:
      and G learns ``w_ce_fake_g_transfer * CE`` (0 in VOC and Context: G rests). This step
      runs no backbone. C meets unseen classes only here, through G.
 
-The seen-only baseline trains E and C by segmentation CE alone and has no second stage.
+With ``cfg.train.self_train`` (ZS3Net's "+ST"; official ``--schedule st`` then ``st_mixed``)
+two more stages follow, each with fresh optimisers and its own schedule (``*_st*`` rates):
+
+3. **Self-training** (``st_iters``): the training step with every network learning, on
+   batches whose ignored pixels first get pseudo-labels from the current model in eval mode
+   (`cagnet.selftrain`: the best unseen class among a pixel's ``top_p`` top-scoring classes).
+   D/C weigh their CE terms as in fine-tuning (``w_ce_real_finetune``, ``w_ce_fake_finetune``).
+4. **Second fine-tuning** (``st_finetune_iters``): exactly like stage 2.
+
+The seen-only baseline trains E and C by segmentation CE alone and has no other stage.
 
 Fast path on a GPU: autocast (bf16, or fp16 with a gradient scaler), channels-last,
 fused optimisers, ``cudnn.benchmark``, optional ``torch.compile``, and no host
@@ -75,6 +84,7 @@ from cagnet.errors import CagnetError, ConfigError
 from cagnet.evaluate import evaluate_calibrations, write_metrics
 from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, segmentation_ce
 from cagnet.models import CaGNet
+from cagnet.selftrain import label_batch
 
 IGNORE = 255
 LOSS_NAMES = ("total", "e_ce", "e_kl", "d_gan", "d_ce_real", "d_ce_fake",
@@ -95,18 +105,47 @@ def call_frozen(module: nn.Module, *args: Tensor) -> Any:
     return functional_call(module, params, args)
 
 
-def is_finetune_step(cfg: TrainConfig, iteration: int) -> bool:
-    """Whether ``iteration`` (0-based, both stages counted) is a fine-tuning step on fakes.
+FROZEN_STAGES = ("finetune", "self-train-finetune")  # E and CM frozen, blocks alternate
 
-    Fine-tuning starts with ``switch_every`` training steps, then alternates blocks.
+
+def stage_starts(cfg: TrainConfig) -> dict[str, int]:
+    """The first iteration of each stage, in order; iterations count over all stages.
+
+    ``train`` and ``finetune``, then, with ``self_train``, ``self-train`` and
+    ``self-train-finetune``. The last stage runs on past the end of the schedule.
     """
-    t = iteration - cfg.iters
-    return t >= 0 and (t // cfg.switch_every) % 2 == 1
+    starts = {"train": 0, "finetune": cfg.iters}
+    if cfg.self_train:
+        starts["self-train"] = cfg.iters + cfg.finetune_iters
+        starts["self-train-finetune"] = starts["self-train"] + cfg.st_iters
+    return starts
+
+
+def stage_at(cfg: TrainConfig, iteration: int) -> str:
+    """The stage of ``iteration`` (0-based); a stage of no iterations is skipped."""
+    return [s for s, first in stage_starts(cfg).items() if first <= iteration][-1]
+
+
+def is_finetune_step(cfg: TrainConfig, iteration: int) -> bool:
+    """Whether ``iteration`` (0-based, all stages counted) is a fine-tuning step on fakes.
+
+    Each fine-tuning stage starts with ``switch_every`` training steps, then alternates blocks.
+    """
+    stage = stage_at(cfg, iteration)
+    t = iteration - stage_starts(cfg)[stage]
+    return stage in FROZEN_STAGES and (t // cfg.switch_every) % 2 == 1
 
 
 def total_iterations(cfg: Config) -> int:
-    """Both stages; seen-only has nothing to fine-tune (no generator) and stops after training."""
-    return cfg.train.iters + (0 if cfg.method == "seen-only" else cfg.train.finetune_iters)
+    """All stages; seen-only has nothing to fine-tune (no generator) and stops after training."""
+    t = cfg.train
+    if cfg.method == "seen-only":
+        if t.self_train:
+            raise ConfigError("self-training (train.self_train, --self-train) pseudo-labels "
+                              "unseen classes with a model fine-tuned on generated features; "
+                              "the seen-only baseline has none: use method cagnet or zs3net")
+        return t.iters
+    return t.iters + t.finetune_iters + (t.st_iters + t.st_finetune_iters if t.self_train else 0)
 
 
 class StepLosses(nn.Module):
@@ -116,6 +155,7 @@ class StepLosses(nn.Module):
 
     - ``"real"``: training step, x = images (B, 3, H, W), E and CM learn;
     - ``"real-frozen"``: the same with E and CM frozen (no graph through the backbone);
+    - ``"self-train"``: ``"real"`` with D/C's fine-tuning CE weights (labels pseudo-labelled);
     - ``"fake"``: fine-tuning step, x = kept real features (B, d, h, w), labels (B, h, w).
 
     Returns ``(total, parts, kept)``: the scalar to differentiate, the detached loss terms
@@ -138,10 +178,11 @@ class StepLosses(nn.Module):
     def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
         if kind == "fake":
             return self.fake_step(x, labels)
-        return self.real_step(x, labels, train_backbone=kind == "real")
+        return self.real_step(x, labels, train_backbone=kind in ("real", "self-train"),
+                              finetune_weights=kind != "real")
 
-    def real_step(self, images: Tensor, labels: Tensor,
-                  train_backbone: bool) -> tuple[Tensor, Tensor, Any]:
+    def real_step(self, images: Tensor, labels: Tensor, train_backbone: bool,
+                  finetune_weights: bool | None = None) -> tuple[Tensor, Tensor, Any]:
         m, L = self.model, self.loss
         with torch.set_grad_enabled(train_backbone and torch.is_grad_enabled()):
             out = m.segment(images)
@@ -152,9 +193,11 @@ class StepLosses(nn.Module):
         zero = real.new_zeros((), dtype=torch.float32)
         up = L.ce_upsample
 
-        # training stage (train_backbone) or a real-image block of fine-tuning
-        w_real = L.w_ce_real if train_backbone else L.w_ce_real_finetune
-        w_fake = L.w_ce_fake_train if train_backbone else L.w_ce_fake_finetune
+        # D/C's CE weights: training stage, or fine-tuning and self-training (configs_st_voc.yaml
+        # lambda_D_cls_real 0.75, lambda_D_cls_fake 0.25, as in voc12_finetune.yaml)
+        finetune = not train_backbone if finetune_weights is None else finetune_weights
+        w_real = L.w_ce_real_finetune if finetune else L.w_ce_real
+        w_fake = L.w_ce_fake_finetune if finetune else L.w_ce_fake_train
 
         # E and CM: CE through a frozen C, averaged over the scales; KL keeps z samplable
         e_ce = e_kl = zero
@@ -231,13 +274,15 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def build_optimizers(model: CaGNet, tcfg: TrainConfig,
-                     device: torch.device) -> dict[str, torch.optim.Optimizer]:
-    """SGD for E and CM (poly schedule, lr multipliers), Adam for D/C and for G.
+def build_optimizers(model: CaGNet, tcfg: TrainConfig, device: torch.device,
+                     stage: str = "train") -> dict[str, torch.optim.Optimizer]:
+    """SGD for E and CM (poly schedule, lr multipliers), Adam for D/C and for G, at the
+    rates of ``stage`` (``"train"`` or ``"self-train"``).
 
     SGD groups: trunk x1, CM x ``lr_mult_context``, ASPP weights x ``lr_mult_aspp_weight``,
     ASPP biases x ``lr_mult_aspp_bias`` (no weight decay on biases, as in DeepLab).
     """
+    lr = poly_schedule(tcfg, stage)[0]
     fused = True if device.type == "cuda" else None
     groups = model.backbone.param_groups()
     sgd_groups = [{"params": groups["trunk"], "lr_mult": 1.0}]
@@ -249,18 +294,41 @@ def build_optimizers(model: CaGNet, tcfg: TrainConfig,
         {"params": groups["aspp_bias"], "lr_mult": tcfg.lr_mult_aspp_bias, "weight_decay": 0.0},
     ]
     for g in sgd_groups:
-        g["lr"] = tcfg.lr * g["lr_mult"]
-    opts = {"backbone": torch.optim.SGD(sgd_groups, lr=tcfg.lr, momentum=tcfg.momentum,
+        g["lr"] = lr * g["lr_mult"]
+    opts = {"backbone": torch.optim.SGD(sgd_groups, lr=lr, momentum=tcfg.momentum,
                                         weight_decay=tcfg.weight_decay, fused=fused)}
-    return opts | build_adam(model, tcfg, device, finetune=False)
+    return opts | build_adam(model, tcfg, device, stage)
+
+
+def poly_schedule(tcfg: TrainConfig, stage: str) -> tuple[float, int]:
+    """E and CM's SGD in a stage that trains them: base rate, iterations of the poly decay."""
+    return (tcfg.lr_st, tcfg.st_iters) if stage == "self-train" else (tcfg.lr, tcfg.iters)
+
+
+def adam_schedule(tcfg: TrainConfig, stage: str) -> dict[str, tuple[float, tuple]]:
+    """D/C's and G's Adam in ``stage``: base rate and step decay (`step_lr`), counted from
+    the stage's first iteration (each official schedule makes its own schedulers)."""
+    t = tcfg
+    return {
+        "train": {"discriminator": (t.lr_d, t.lr_decay_d),
+                  "generator": (t.lr_g, t.lr_decay_g)},
+        "finetune": {"discriminator": (t.lr_d_finetune, t.finetune_decay_d),
+                     "generator": (t.lr_g_finetune, t.finetune_decay_g)},
+        "self-train": {"discriminator": (t.lr_d_st, t.st_decay_d),
+                       "generator": (t.lr_g_st, t.st_decay_g)},
+        "self-train-finetune": {"discriminator": (t.lr_d_st_finetune, t.st_finetune_decay_d),
+                                "generator": (t.lr_g_st_finetune, t.st_finetune_decay_g)},
+    }[stage]
 
 
 def build_adam(model: CaGNet, tcfg: TrainConfig, device: torch.device,
-               finetune: bool) -> dict[str, torch.optim.Optimizer]:
-    """Adam for D/C and for G (trainer.py ``dis_opt``, ``gen_opt``), at the training rates or,
-    for fine-tuning, fresh ones at ``lr_*_finetune`` (the official ``lr_transfer``)."""
+               stage: str = "train") -> dict[str, torch.optim.Optimizer]:
+    """Adam for D/C and for G (trainer.py ``dis_opt``, ``gen_opt``) at the base rates of
+    ``stage`` (`adam_schedule`): every stage starts with fresh ones (the official ``lr``,
+    ``lr_transfer``, ``lr_st``, ``lr_st_transfer``)."""
     fused = True if device.type == "cuda" else None
-    lr_d, lr_g = (tcfg.lr_d_finetune, tcfg.lr_g_finetune) if finetune else (tcfg.lr_d, tcfg.lr_g)
+    rates = adam_schedule(tcfg, stage)
+    lr_d, lr_g = rates["discriminator"][0], rates["generator"][0]
     opts = {"discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr_d,
                                               betas=tcfg.adam_betas,
                                               weight_decay=tcfg.weight_decay_d, fused=fused)}
@@ -316,22 +384,36 @@ class Trainer:
         self.losses = StepLosses(self.model, cfg, seen, unseen).to(self.device)
         self.kept: tuple[Tensor, Tensor] | None = None  # real (features, labels) of the last step
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.unseen = list(unseen)  # the classes self-training pseudo-labels
+        # what E and CM train (not frozen BatchNorm, nor an "official" selector): frozen in
+        # fine-tuning, trained again in self-training
+        self.trainable = [p for m in (self.model.backbone, self.model.context) if m is not None
+                          for p in m.parameters() if p.requires_grad]
         self.stage = ""
         self.set_stage("train")
 
     def set_stage(self, stage: str) -> None:
-        """Enter ``"train"`` or ``"finetune"`` (E and CM frozen, BatchNorm statistics fixed)."""
+        """Enter a stage of `stage_starts`: ``"train"``; ``"finetune"`` or
+        ``"self-train-finetune"`` (E and CM frozen, BatchNorm statistics fixed, fresh Adam);
+        ``"self-train"`` (E and CM learn again; fresh SGD and Adam)."""
         if stage == self.stage:
             return
-        if stage == "finetune":
-            for module in (self.model.backbone, self.model.context):
-                if module is not None:
-                    module.requires_grad_(False)
+        tcfg = self.cfg.train
+        if stage not in stage_starts(tcfg):
+            raise ValueError(f"unknown stage {stage!r}; this run has "
+                             f"{', '.join(stage_starts(tcfg))} (the self-training stages need "
+                             "train.self_train)")
+        frozen = stage in FROZEN_STAGES
+        for p in self.trainable:
+            p.requires_grad_(not frozen)
+        if frozen:
             self.optimizers["backbone"].zero_grad(set_to_none=True)
-            # fresh Adam for D/C and G, at the fine-tuning rates (*_finetune.yaml lr_transfer)
-            self.optimizers |= build_adam(self.model, self.cfg.train, self.device, finetune=True)
+            # fresh Adam for D/C and G at the stage's rates (lr_transfer, lr_st_transfer)
+            self.optimizers |= build_adam(self.model, tcfg, self.device, stage)
             self.active = [o for k, o in self.optimizers.items() if k != "backbone"]
         else:
+            if stage == "self-train":  # the official 'st' run builds every optimiser afresh
+                self.optimizers = build_optimizers(self.model, tcfg, self.device, stage)
             self.active = list(self.optimizers.values())
         self.stage = stage
         self.train_mode()
@@ -346,7 +428,7 @@ class Trainer:
     def train_mode(self) -> None:
         """Training mode, except a frozen backbone keeps its BatchNorm statistics."""
         self.model.train()
-        if self.stage == "finetune":
+        if self.stage in FROZEN_STAGES:
             self.model.backbone.eval()
 
     def autocast(self) -> torch.autocast:
@@ -354,19 +436,15 @@ class Trainer:
                               enabled=self.amp_dtype is not None)
 
     def set_lr(self, iteration: int) -> None:
-        """Poly schedule for E and CM over the training stage; step decay for the Adam rates,
-        counted from the start of each stage (``lr_decay_*``, then ``finetune_decay_*``)."""
+        """Poly schedule for E and CM over each stage that trains them (`poly_schedule`); step
+        decay for the Adam rates (`adam_schedule`); both counted from the stage's start."""
         t = self.cfg.train
-        if self.stage == "train":
+        step = iteration - stage_starts(t)[self.stage]
+        if self.stage in ("train", "self-train"):
+            base, span = poly_schedule(t, self.stage)
             for g in self.optimizers["backbone"].param_groups:
-                g["lr"] = poly_lr(t.lr * g["lr_mult"], iteration, t.iters, t.poly_power)
-            plan = {"discriminator": (t.lr_d, t.lr_decay_d), "generator": (t.lr_g, t.lr_decay_g)}
-            step = iteration
-        else:
-            plan = {"discriminator": (t.lr_d_finetune, t.finetune_decay_d),
-                    "generator": (t.lr_g_finetune, t.finetune_decay_g)}
-            step = iteration - t.iters
-        for name, (base, decay) in plan.items():
+                g["lr"] = poly_lr(base * g["lr_mult"], step, span, t.poly_power)
+        for name, (base, decay) in adam_schedule(t, self.stage).items():
             opt = self.optimizers.get(name)  # seen-only has no generator
             lr = step_lr(base, step, decay)
             for g in opt.param_groups if opt is not None else []:
@@ -392,7 +470,18 @@ class Trainer:
         images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
         labels = labels.to(self.device, non_blocking=True)
         self.set_lr(iteration)
-        return self._update("real" if self.stage == "train" else "real-frozen", images, labels)
+        if self.stage == "self-train":
+            labels = self.pseudo_label(images, labels)
+        kind = {"train": "real", "self-train": "self-train"}.get(self.stage, "real-frozen")
+        return self._update(kind, images, labels)
+
+    def pseudo_label(self, images: Tensor, labels: Tensor) -> Tensor:
+        """``labels`` (B, H, W) with their ignored pixels pseudo-labelled by the current model
+        (`cagnet.selftrain.label_batch`, in eval mode; training mode is restored)."""
+        with self.autocast():
+            labels = label_batch(self.model, images, labels, self.unseen, self.cfg.train.top_p)
+        self.train_mode()
+        return labels
 
     def finetune_step(self, iteration: int | None = None) -> Tensor:
         """One fine-tuning step on generated features (needs a training step before it);
@@ -416,14 +505,20 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
-            "kept": list(self.kept) if self.kept is not None and self.stage == "finetune" else None,
+            "kept": (list(self.kept) if self.kept is not None and self.stage in FROZEN_STAGES
+                     else None),
         }
 
-    def load_state_dict(self, state: dict[str, Any], stage: str) -> None:
+    def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
+        """Resume at ``iteration``: enter its stage and load the weights and, unless the stage
+        starts there (its optimisers start fresh), the optimisers."""
+        t = self.cfg.train
+        stage = stage_at(t, iteration)
         self.set_stage(stage)
         self.model.load_state_dict(state["model"])
-        for k, o in self.optimizers.items():
-            o.load_state_dict(state["optimizers"][k])
+        if iteration > 0 and stage_at(t, iteration - 1) == stage:
+            for k, o in self.optimizers.items():
+                o.load_state_dict(state["optimizers"][k])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if state.get("kept") is not None:
@@ -627,7 +722,7 @@ def fit(
     total = total_iterations(cfg)
     if state is not None:
         start = state["iteration"]
-        trainer.load_state_dict(state, "train" if start < tcfg.iters else "finetune")
+        trainer.load_state_dict(state, start)
         history, elapsed = list(state["history"]), float(state["wall_time_s"])
     main = info.is_main
     if state is not None and main:
@@ -679,7 +774,7 @@ def fit(
             values = (sums[k] / counts[k]).tolist()
             record = {"iteration": iteration, "stage": stage, "step": k,
                       **dict(zip(LOSS_NAMES, values, strict=True))}
-            if k == "real" and stage == "train":
+            if k == "real" and stage in ("train", "self-train"):
                 record["lr"] = trainer.optimizers["backbone"].param_groups[0]["lr"]
             if k == "real":
                 record |= health
@@ -714,7 +809,7 @@ def fit(
                desc=f"{cfg.name}/{cfg.method}", dynamic_ncols=True)
     try:
         for it in bar:
-            stage = "train" if it < tcfg.iters else "finetune"
+            stage = stage_at(tcfg, it)
             trainer.set_stage(stage)
             if is_finetune_step(tcfg, it):
                 kind, parts = "fake", trainer.finetune_step(it)

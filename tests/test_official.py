@@ -71,7 +71,7 @@ PRESETS = {
         ("train.finetune_decay_d", (3_000, 1_000, 0.1), "voc12_finetune.yaml: dis_scheduler"),
         ("train.finetune_decay_g", (3_000, 1_000, 0.1), "voc12_finetune.yaml: gen_scheduler"),
         ("train.unseen_weight", 10.0, "voc12_finetune.yaml: 1 + gen_unseen_rate 9"),
-        ("train.top_p", 10, "voc12.yaml: top_p"),
+        ("train.top_p", 1, "configs_st_voc.yaml: top_p"),
         ("loss.w_ce_fake_transfer", 0.125, "voc12_finetune.yaml: lambda_D_cls_fake_transfer"),
         ("loss.w_ce_fake_g_transfer", 0.0, "voc12_finetune.yaml: lambda_G_cls_transfer"),
     ],
@@ -86,7 +86,7 @@ PRESETS = {
         ("train.finetune_decay_d", (5_000, 1_000, 0.3), "context_finetune.yaml: dis_scheduler"),
         ("train.finetune_decay_g", (5_000, 1_000, 0.3), "context_finetune.yaml: gen_scheduler"),
         ("train.unseen_weight", 15.0, "context_finetune.yaml: 1 + gen_unseen_rate 14"),
-        ("train.top_p", 17, "context.yaml: top_p"),
+        ("train.top_p", 16, "configs_st_context.yaml: top_p"),
         ("loss.w_ce_fake_transfer", 0.125, "context_finetune.yaml: lambda_D_cls_fake_transfer"),
         ("loss.w_ce_fake_g_transfer", 0.0, "context_finetune.yaml: lambda_G_cls_transfer"),
     ],
@@ -101,7 +101,7 @@ PRESETS = {
         ("train.finetune_decay_d", (3_000, 2_000, 0.3), "cocostuff_finetune.yaml: dis_scheduler"),
         ("train.finetune_decay_g", (3_000, 2_000, 0.3), "cocostuff_finetune.yaml: gen_scheduler"),
         ("train.unseen_weight", 60.0, "cocostuff_finetune.yaml: 1 + gen_unseen_rate 59"),
-        ("train.top_p", 91, "cocostuff.yaml: top_p"),
+        ("train.top_p", 1, "configs_st_coco.yaml: top_p"),
         ("loss.w_ce_fake_transfer", 1.0, "cocostuff_finetune.yaml: lambda_D_cls_fake_transfer"),
         ("loss.w_ce_fake_g_transfer", 1.0, "cocostuff_finetune.yaml: lambda_G_cls_transfer"),
     ],
@@ -258,3 +258,12 @@ def test_trunk_weights_load_from_a_torchvision_style_file(tmp_path):
         load_trunk_weights(net.trunk, str(bad))
     with pytest.raises(ConfigError, match="does not exist"):
         load_trunk_weights(net.trunk, str(tmp_path / "missing.pth"))
+
+
+def test_the_deviations_page_is_generated_from_the_package():
+    from pathlib import Path
+
+    from cagnet.deviations import markdown
+
+    page = Path(__file__).resolve().parents[1] / "book" / "deviations.md"
+    assert page.read_text() == markdown(), "run: python -m cagnet.deviations > book/deviations.md"

@@ -75,14 +75,40 @@ def dataset_root(dcfg: DataConfig) -> Path:
     return Path(dcfg.root).expanduser() if dcfg.root else data_home() / dcfg.dataset
 
 
+def image_to_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image as ``(H, W, 3)`` uint8 RGB.
+
+    16-bit greyscale (``I;16``, e.g. a 16-bit PNG) and 32-bit integer images are rescaled from
+    0-65535 to 0-255, float images from 0-1 (or 0-max), instead of being clipped to white.
+    """
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.nan_to_num(np.asarray(im, dtype=np.float64))
+        top = 65535.0
+        if im.mode == "F":
+            top = max(float(a.max()), 1.0) if a.size else 1.0
+        elif im.mode == "I" and a.size and a.max() > top:
+            top = float(a.max())
+        grey = np.floor(np.clip(a, 0, top) / top * 255.0 + 0.5).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
+def too_large(path: Path, exc: Exception) -> str:
+    """The message for an image over Pillow's decompression-bomb limit."""
+    return (f"image {path} is too large to open safely: {str(exc).rstrip('.')} (Pillow's "
+            "guard against decompression bombs); resize it")
+
+
 def read_image(path: Path) -> np.ndarray:
     """An RGB image as a ``(H, W, 3)`` uint8 array; a DataError names an unreadable file."""
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return image_to_rgb(im)
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist; the dataset folder is incomplete "
                         "(run `python -m cagnet data check` on it)") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(too_large(path, e)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"image {path} cannot be read ({e}); the file is corrupt or "
                         "truncated: extract it again from the dataset's archive") from None

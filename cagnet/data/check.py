@@ -75,7 +75,8 @@ def check_dataset(dataset: str, root: str | Path | None = None, sample: int | No
                     "missing": [], "problems": [], "notes": [], "checked_labels": 0,
                     "classes_present": {}, "how_to_get": how}
     if not root.is_dir():
-        report["missing"].append(f"the folder {root} does not exist")
+        report["missing"].append(f"{root} is a file, not a dataset folder" if root.exists()
+                                 else f"the folder {root} does not exist")
         return report
     lists: dict[str, list[Sample]] = {}
     for split in ("train", "test"):

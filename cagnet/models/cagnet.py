@@ -99,8 +99,8 @@ class CaGNet(nn.Module):
         """Fake features G(w, z) for a label map (B, h, w) -> (B, d, h, w).
 
         CaGNet: ``latent`` is the contextual code z (B, d, h, w) from CM, detached here so no
-        gradient reaches CM from G (``detach=False``: it does); None samples z ~ N(0, I). ZS3Net: the noise is always
-        random and ``latent`` is not used.
+        gradient reaches CM from G (``detach=False``: it does); None samples z ~ N(0, I).
+        ZS3Net: the noise is always random and ``latent`` is not used.
         """
         if self.generator is None:
             raise ConfigError(
