@@ -2,6 +2,7 @@
 
     python benchmarks/toy_results.py                     # 3 methods x 2 splits x seed 0
     python benchmarks/toy_results.py --seeds 0,1,2 --splits default,alt
+    python benchmarks/toy_results.py --methods "zs3net,seen-only@0,cagnet:loss.w_kl=1@0+1"
 
 Each run is ``cagnet train --preset toy --method M --split S --seed N --resume`` in a fresh
 process, kept in the folder `cagnet.book.run_dir` names, so the book's notebooks load these
@@ -112,8 +113,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from cagnet.data.splits import SPLITS
 
         splits = list(SPLITS["toy"])[:2]
-    runs = [(method, split, int(seed)) for method in args.methods.split(",")
-            for split in splits for seed in args.seeds.split(",")]
+    runs = []
+    for spec in args.methods.split(","):  # "METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED]"
+        spec, _, own = spec.partition("@")
+        seeds = own.split("+") if own else args.seeds.split(",")
+        runs += [(spec, split, int(seed)) for split in splits for seed in seeds]
     threads = 1 if args.jobs > 1 else (os.cpu_count() or 1)
 
     def one(run: tuple[str, str, int]) -> dict:
