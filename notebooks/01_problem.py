@@ -78,6 +78,14 @@ print("unseen:", classes.unseen_names())
 # the classes it knows. Objects also favour a background (crosses on grass, circles on
 # water, ...), so the *context* of a pixel carries information about its class.
 #
+# Context also changes how a thing *looks*, as it does in photographs, and this is the
+# premise of CaGNet: a thing takes the light of the stuff it lies on
+# (`data.toy_lighting`), in green shade on grass, warm on sand, dark and blue under
+# water, pale on snow. A red circle in water is purple, on snow pink. One class's pixels
+# therefore form several *context modes*, and a generator that does not know the
+# context of the feature it should produce can only aim at their average. Chapters 4 to 6
+# ask whether CaGNet's contextual code tells the generator which mode to produce.
+#
 # In training the unseen pixels are set to the ignore label 255 (drawn black below);
 # the images that contain them are kept.
 

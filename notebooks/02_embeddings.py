@@ -164,16 +164,20 @@ plt.show()
 # %% [markdown]
 # ## At paper scale
 #
-# With `embedding_sources = ("fasttext", "word2vec")` (the `voc`, `context` and
-# `cocostuff` presets), `class_embeddings` loads gensim's `fasttext-wiki-news-subwords-300`
-# and `word2vec-google-news-300` models (1-2 GB, downloaded once; or local files named by
-# `$CAGNET_VECTORS_FASTTEXT` / `$CAGNET_VECTORS_WORD2VEC`) and returns a (21, 600) table
-# for Pascal-VOC. The table is cached, so the vectors are read only once. Chapter 9 runs
-# it on a GPU machine; what changes is only where the vectors come from.
+# The `voc`, `context` and `cocostuff` presets use the official repository's precomputed
+# tables (`data.embeddings = "official"`): its fastText and word2vec vectors of each class,
+# a few dozen kB, concatenated and L2-normalised into a (21, 600) table for Pascal-VOC, so
+# a run starts from exactly the official embeddings. For other class names,
+# `data.embeddings = "gensim"` with `embedding_sources = ("fasttext", "word2vec")` builds
+# them as this chapter did: gensim's `fasttext-wiki-news-subwords-300` and
+# `word2vec-google-news-300` models (1-2 GB, downloaded once; or local files named by
+# `$CAGNET_VECTORS_FASTTEXT` / `$CAGNET_VECTORS_WORD2VEC`), a multi-word name averaging
+# its words.
 
 # %%
 voc = get_preset("voc")
 voc_classes = class_split(voc.data)
-print("VOC sources:", voc.data.embedding_sources, "-> d =", voc.model.embed_dim)
+print("VOC embeddings:", voc.data.embeddings, "| gensim sources:",
+      voc.data.embedding_sources, "-> d =", voc.model.embed_dim)
 print("multi-word VOC classes:",
       {n: class_words(n) for n in voc_classes.names if len(class_words(n)) > 1})

@@ -57,6 +57,7 @@ import torch
 from cagnet.book import toy_run
 from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
+from cagnet.diagnostics import code_health, format_health
 from cagnet.losses import kl_divergence, resize_labels
 from cagnet.viz import colorize, palette
 
@@ -149,16 +150,17 @@ fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
 attention = torch.sigmoid(ctx.z).mean(1)
 for col in range(4):
     axes[0, col].imshow(colorize(y_small[col], colors), interpolation="nearest")
-    im1 = axes[1, col].imshow(kl_map[col], cmap="magma")
-    im2 = axes[2, col].imshow(attention[col], cmap="viridis")
+    im1 = axes[1, col].imshow(kl_map[col], cmap="magma", vmin=0,
+                              vmax=max(float(kl_map[:4].max()), 1e-3))
+    im2 = axes[2, col].imshow(attention[col], cmap="viridis", vmin=0, vmax=1)
     for ax in axes[:, col]:
         ax.set_xticks([])
         ax.set_yticks([])
 for ax, t in zip(axes[:, 0], ["label", "KL per pixel", r"mean attention $\sigma(z)$"],
                  strict=True):
     ax.set_ylabel(t)
-fig.colorbar(im1, ax=axes[1], shrink=0.8)
-fig.colorbar(im2, ax=axes[2], shrink=0.8)
+fig.colorbar(im1, ax=axes[1], shrink=0.8, label="KL per element (from 0)")
+fig.colorbar(im2, ax=axes[2], shrink=0.8, label="attention, on [0, 1]")
 plt.show()
 
 # %% [markdown]
@@ -204,7 +206,9 @@ print(f"change of G(w, z) when z is resampled: {spread:.3f} "
 plt.figure(figsize=(6, 3.2))
 plt.barh(list(rows), list(rows.values()), color=["tab:green", "tab:orange", "tab:red"])
 plt.xlabel("mean distance of G(w, ·) to the real feature")
-plt.title("The pixel's own context code gives the closest fake")
+closest = min(rows, key=rows.get)
+gain = 1 - rows["own code (z = mu)"] / rows["another image's code"]
+plt.title(f"closest fake: {closest}; own code vs another image's: {100 * gain:+.1f}%")
 plt.gca().invert_yaxis()
 plt.tight_layout()
 plt.show()
@@ -221,29 +225,71 @@ else:
           "real feature.")
 
 # %% [markdown]
-# ## When the code collapses
+# ## Diagnosing collapse
 #
 # Two forces act on $\mu$ and $\log\sigma^2$. The KL term (weight 100) pulls every pixel's
 # Gaussian to $\mathcal{N}(0, I)$. Only the residual attention pulls the other way: a
 # code that helps the classifier lowers the segmentation loss (weight 0.5). The
-# generator does not: its input $z$ is detached, so no gradient reaches CM from $G$. If
-# the KL term wins — or the module's ReLUs die, so that its maps are all zero — then
-# $\mu = 0$ and $\log\sigma^2 = 0$ for every pixel: the KL is exactly 0, the attention is
-# $\sigma(0) = 0.5$ everywhere, the classifier's feature becomes $\sigma(1.5\,a)$, and the
-# generator's "contextual" input in training is pure noise. CaGNet then behaves like
-# ZS3Net. Measuring the codes, as above, is how to tell which case a trained model is in;
-# the KL per pixel and the spread of $\mu$ are the quickest signs.
+# generator does not: its input $z$ is detached (`self.gen(self.sample.detach())` in the
+# official `model.py`), so no gradient reaches CM from $G$. If the KL term wins, or the
+# module's ReLUs die so that its maps are all zero, then $\mu = 0$ and
+# $\log\sigma^2 = 0$ for every pixel: the KL is exactly 0, the attention is
+# $\sigma(0) = 0.5$ everywhere, and the generator's "contextual" input in training is
+# pure noise. CaGNet then behaves like ZS3Net, and nothing in the losses says so.
 #
-# On the toy world it is not the KL term that wins. Trained with KL weight 1 or 0.01
-# instead of 100 (`cagnet.train.config_with(get_preset("toy"), loss={"w_kl": 1.0})`,
-# seed 0), the CaGNet still ends with a spread of $\mu$ over a test image's pixels of
-# $2 \cdot 10^{-4}$ and $1 \cdot 10^{-3}$ (hIoU 0.57 and 0.57, inside the spread over
-# seeds on the [results page](../book/results.md)): the segmentation loss finds no use
-# for the codes here. Letting the generator's losses reach CM ($z$ not detached) made
-# training diverge within 20 iterations at KL weights 100 and 0.1; at weight 1 it ran,
-# but after 200 iterations its segmentation cross-entropy was still 1.97.
+# Training therefore logs CM's instruments with the losses (`cagnet.diagnostics`, in the
+# run's history and in TensorBoard): the fraction of active units after each ReLU of CM
+# (the three dilated maps $m_1, m_2, m_3$ and the fused map), the spread of $\mu$ over
+# labelled pixels, the mean $\sigma$, the KL per element and the spread of the selector's
+# weights. `python -m cagnet eval` prints the same report for any checkpoint, at any
+# scale. Here is this run's:
+
+# %%
+health = [r for r in result.history if r["step"] == "real" and "cm_kl" in r]
+its_h = [r["iteration"] for r in health]
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+for key in ("cm_active_m1", "cm_active_m2", "cm_active_m3", "cm_active_fused"):
+    axes[0].plot(its_h, [r[key] for r in health], label=key[3:])
+axes[0].set(title="active units after each ReLU of CM", xlabel="iteration", ylim=(0, 1))
+axes[0].legend(fontsize=8)
+axes[1].plot(its_h, [r["cm_mu_spread"] for r in health], label="spread of mu")
+axes[1].plot(its_h, [r["cm_selector_spread"] for r in health], label="spread of selector")
+axes[1].set(title="spreads over labelled pixels", xlabel="iteration", ylim=(0, None))
+axes[1].legend(fontsize=8)
+axes[2].plot(its_h, [max(r["cm_kl"], 1e-12) for r in health])
+axes[2].set(title="KL per element (log scale; 1e-12 stands for 0)", xlabel="iteration",
+            yscale="log")
+plt.tight_layout()
+plt.show()
+print(format_health(code_health(model, x, y)))
+
+# %% [markdown]
+# What kills the codes on the toy world was found by changing one thing at a time and
+# reading these instruments (seed 0, default split, 250 to 800 training iterations):
 #
-# When the codes are informative, sampled codes give the generated features a spread of
-# plausible contexts, which is what fine-tuning relies on when it draws $z \sim
-# \mathcal{N}(0, I)$ for unseen classes. Chapter 6 looks at the generator that consumes
-# them, and at how it is trained.
+# - **CM's learning rate.** The toy trunk trains from scratch at $3 \cdot 10^{-2}$; with the
+#   paper's multiplier ×5, CM got 0.15 with momentum on unnormalised, bias-free
+#   convolutions. The fused ReLU died within 20 iterations (0% active units), and with it
+#   $\mu$, $\log\sigma^2$ and every gradient into CM: a dead ReLU with no bias never
+#   recovers. The toy preset gives CM $1.5 \cdot 10^{-3}$ (`train.lr_mult_context = 0.05`),
+#   the paper scale's $1.25 \cdot 10^{-3}$; its units stay active.
+# - **The KL term, through the selector.** With the units alive, the spread of $\mu$ still
+#   fell to 0.002 and the KL to $4 \cdot 10^{-6}$ by iteration 800: the trained selector
+#   learned to switch every context scale off (mean weight 0.006), the cheapest way to
+#   satisfy the KL. The official selector (a ReLU before its sigmoid, never trained,
+#   `model.selector = "official"`) cannot do that, its weights stay at 0.5, but the
+#   codes collapsed anyway (spread 0.007, KL 0 at iteration 250) through the fuse and
+#   $\mu$ convolutions.
+# - **No gradient from $G$.** Letting the generator's losses reach CM through $z$
+#   (`model.detach_latent = False`, a deviation from the official code) kept the codes
+#   alive (spread of $\mu$ 0.23, KL 0.037 at iteration 250) and made them informative
+#   for $G$: with its own code $G$ landed 65% closer to the real feature than with another
+#   image's. But the same gradient reached the residual attention: the backbone's CE was
+#   1.86 at iteration 250 against 0.82 with a detached $z$.
+#
+# So on the toy world the official setting cannot keep the codes alive; the
+# [results page](../book/results.md) shows both settings side by side over seeds and
+# splits. When the codes are informative, sampled codes give the generated features a
+# spread of plausible contexts, which is what fine-tuning relies on when it draws
+# $z \sim \mathcal{N}(0, I)$ for unseen classes. Chapter 6 looks at the generator that
+# consumes them, and at how it is trained.
