@@ -91,9 +91,53 @@ def means(rows: list[dict]) -> list[dict]:
             for (m, s), g in groups.items()]
 
 
+def code_table(rows: list[dict]) -> str:
+    """Per run with a contextual module: CM's instruments on the test images, the context
+    probe on mu and the generator's gain from the pixel's own code."""
+    head = ("| method | split | seed | active units (m1 / m2 / m3 / fused) | spread of mu | KL "
+            "| selector spread | probe on mu (chance) | G: own code closer by |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    body = ""
+    for r in rows:
+        c = r.get("context", {})
+        if "health" not in c:
+            continue
+        h, p, g = c["health"], c["probe"], c["generator"]
+        act = " / ".join(f"{h[k]:.2f}" for k in ("active_m1", "active_m2", "active_m3",
+                                                  "active_fused"))
+        body += (f"| {r['method']} | {r['split']} | {r['seed']} | {act} | {h['mu_spread']:.3g} "
+                 f"| {h['kl']:.2g} | {h['selector_spread']:.3g} | {p['probe_acc']:.2f} "
+                 f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% |\n")
+    return head + body if body else ""
+
+
+def context_table(rows: list[dict]) -> str:
+    """Unseen mIoU on the pixels of each context, mean over seeds per (method, split)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r.get("context", {}).get("per_context"):
+            groups.setdefault((r["method"], r["split"]), []).append(r["context"]["per_context"])
+    if not groups:
+        return ""
+    names = list(next(iter(groups.values()))[0])
+    head = ("| method | split | " + " | ".join(f"on {n}" for n in names) + " |\n"
+            + "|---|---|" + "---|" * len(names) + "\n")
+    body = "".join(
+        f"| {m} | {s} | " + " | ".join(
+            f"{sum(g[n]['miou_unseen'] for g in gs) / len(gs):.3f}" for n in names) + " |\n"
+        for (m, s), gs in groups.items())
+    return head + body
+
+
 def markdown(rows: list[dict], cfg_note: str) -> str:
+    codes = code_table(rows)
+    ctx = context_table(rows)
     return (f"Mean over seeds:\n\n{table(means(rows), ('method', 'split', 'seeds'))}\n"
-            f"Every run:\n\n{table(rows, ('method', 'split', 'seed'))}\n{cfg_note}\n")
+            f"Every run:\n\n{table(rows, ('method', 'split', 'seed'))}\n{cfg_note}\n"
+            + (f"\nThe contextual code of every CaGNet run (test images):\n\n{codes}" if codes
+               else "")
+            + (f"\nUnseen mIoU by the stuff a pixel lies on (mean over seeds):\n\n{ctx}"
+               if ctx else ""))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -105,7 +149,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each if > 1)")
     p.add_argument("--markdown", default=str(ROOT / "book" / "results_toy.md"))
     p.add_argument("--json", default=str(ROOT / "book" / "results_toy.json"))
+    p.add_argument("--render", action="store_true",
+                   help="only rewrite the markdown from the JSON of the last runs")
     args = p.parse_args(argv)
+    if args.render:
+        saved = json.loads(Path(args.json).read_text())
+        Path(args.markdown).write_text(markdown(saved["runs"], saved["note"]))
+        return saved["runs"]
 
     if args.splits:
         splits = args.splits.split(",")
@@ -135,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                else f"one run at a time, {threads} threads."))
     Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
     Path(args.markdown).write_text(markdown(rows, note))
-    Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    Path(args.json).write_text(json.dumps({"note": note, "runs": rows}, indent=1) + "\n")
     return rows
 
 
