@@ -39,8 +39,8 @@ if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
 # - **unseen** classes $\mathcal{U}$: no pixel of them is labelled in training; all we know
 #   is their *name*.
 #
-# At test time every pixel must be labelled with a class from $\mathcal{S} \cup
-# \mathcal{U}$ (the *generalised* setting, which CaGNet and this book follow). This chapter
+# At test time every pixel must be labelled with a class from
+# $\mathcal{S} \cup \mathcal{U}$ (the *generalised* setting, which CaGNet and this book follow). This chapter
 # sets up the problem: the data, the splits, the metric, and why an ordinary segmenter
 # scores exactly zero on the unseen classes.
 

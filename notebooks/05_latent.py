@@ -85,8 +85,8 @@ print("dz/dmu =", mu.grad.numpy(), "| dz/dlogvar = eps * sigma / 2 =", logvar.gr
 # %% [markdown]
 # ## The KL term
 #
-# For a diagonal Gaussian, $\mathrm{KL}\big(\mathcal{N}(\mu, \sigma^2) \,\|\,
-# \mathcal{N}(0, I)\big) = \tfrac{1}{2} \sum_j (\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2)$.
+# For a diagonal Gaussian,
+# $\mathrm{KL}(\mathcal{N}(\mu, \sigma^2) \,\|\, \mathcal{N}(0, I)) = \tfrac{1}{2} \sum_j (\mu_j^2 + \sigma_j^2 - 1 - \log\sigma_j^2)$.
 # `cagnet.losses.kl_divergence` averages the per-element term over all elements; the
 # backbone's loss weights it by 100 (official value). The official code also puts a ReLU
 # on $\log\sigma^2$, so $\sigma \ge 1$: the codes can be noisy but never collapse to a

@@ -156,8 +156,8 @@ plt.show()
 #
 # We take the trained toy CaGNet, compute real features of test pixels and generate
 # features for the same label maps with the pixels' own codes $z = \mu$; unseen classes,
-# which have no code of their own in training, are generated with $z \sim
-# \mathcal{N}(0, I)$, as in fine-tuning. A 2-D principal-component projection of the real
+# which have no code of their own in training, are generated with
+# $z \sim \mathcal{N}(0, I)$, as in fine-tuning. A 2-D principal-component projection of the real
 # features, coloured by class:
 
 # %%

@@ -39,10 +39,10 @@ if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
 #
 # - $E$ and CM: $100\,\mathrm{KL} + 0.5\,\mathrm{CE}\big(C(f), y\big)$, the KL averaged
 #   over labelled pixels;
-# - $D$ and $C$: $\mathcal{L}_{GAN}(f, \text{real}) + \mathcal{L}_{GAN}(\tilde f,
-#   \text{fake}) + \mathrm{CE}\big(C(f), y\big)$;
-# - $G$: $\mathcal{L}_{GAN}(\tilde f, \text{real}) + 50\,\mathcal{L}_{content}(\tilde f,
-#   f)$, with $\tilde f = G(w_y, z)$ and $z$ the pixels' own contextual codes (the official
+# - $D$ and $C$:
+#   $\mathcal{L}_{GAN}(f, \text{real}) + \mathcal{L}_{GAN}(\tilde f, \text{fake}) + \mathrm{CE}(C(f), y)$;
+# - $G$: $\mathcal{L}_{GAN}(\tilde f, \text{real}) + 50\,\mathcal{L}_{content}(\tilde f, f)$,
+#   with $\tilde f = G(w_y, z)$ and $z$ the pixels' own contextual codes (the official
 #   weight of a CE on $G$'s fakes is 0).
 #
 # $D$/$C$ and $G$ use Adam; their rates drop by 0.71 every 5,000 iterations from 10,000.

@@ -37,6 +37,15 @@ def run_dir(tmp_path_factory):
     return out
 
 
+def test_history_logs_the_contextual_module_instruments(run_dir):
+    history = json.loads((run_dir / "history.json").read_text())
+    real = [r for r in history if r["step"] == "real"]
+    keys = {"cm_active_m1", "cm_active_fused", "cm_mu_spread", "cm_sigma_mean", "cm_kl",
+            "cm_selector_spread", "cm_weight_norm", "cm_grad_norm"}
+    assert real and all(keys <= set(r) for r in real)
+    assert all(0.0 <= r["cm_active_fused"] <= 1.0 and r["cm_weight_norm"] > 0 for r in real)
+
+
 def test_train_writes_checkpoint_metrics_and_logs(run_dir):
     m = json.loads((run_dir / "metrics.json").read_text())
     for key in ("pixel_acc", "mean_acc", "miou", "miou_seen", "miou_unseen", "hiou"):
@@ -61,7 +70,11 @@ def test_eval_applies_the_calibration(run_dir, tmp_path, capsys):
     assert m["miou"] == pytest.approx(plain["miou"])  # the same model scores the same
     # subtracting 1000 from every seen score: nothing is predicted seen any more
     assert m["calibrated"]["miou_seen"] == 0.0
-    assert "seen mIoU" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "seen mIoU" in printed
+    # the code-health report of CM, printed and written
+    assert "code health" in printed and "mu spread" in printed
+    assert 0.0 <= m["code_health"]["active_fused"] <= 1.0 and m["code_health"]["kl"] >= 0.0
 
 
 def test_predict_writes_masks_and_overlays(run_dir, tmp_path):
