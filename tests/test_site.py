@@ -177,6 +177,49 @@ def test_page_shows_no_error_output(browser, base_url: str, doc: str) -> None:
     assert errors == 0, f"{doc} shows error or stderr output"
 
 
+RAW_TEX = ("\\(", "\\)", "\\[", "\\]", "$$", "\\mathcal", "\\frac", "\\mathrm", "\\sigma",
+           "\\mu", "\\big", "\\tilde", "_{GAN}")
+
+
+def rendered_formulas(browser) -> int:
+    """Wait for MathJax to typeset the page; return how many formulas it rendered."""
+    return browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const count = () => document.querySelectorAll('mjx-container').length;"
+        "if (!window.MathJax || !MathJax.startup) { done(-1); return; }"
+        "MathJax.startup.promise.then(() => done(count()), () => done(-2));"
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("doc", DOCS)
+def test_formulas_render_from_the_site_itself(browser, base_url: str, doc: str) -> None:
+    open_page(browser, urljoin(base_url, f"{doc}.html"))
+    sources = browser.execute_script(
+        "return Array.from(document.scripts).map(s => s.src).filter(s => /mathjax/i.test(s));"
+    )
+    assert sources and all(s.startswith(base_url) for s in sources), sources
+    count = rendered_formulas(browser)
+    assert count >= 0, f"{doc}: MathJax did not start ({count})"
+    # what a reader sees: the article's text outside rendered formulas and code
+    text = browser.execute_script(
+        f"const a = document.querySelector('{ARTICLE}').cloneNode(true);"
+        "a.querySelectorAll('mjx-container, pre, code, script, .cell_output').forEach("
+        "e => e.remove()); return a.innerText;"
+    )
+    raw = [t for t in RAW_TEX if t in text]
+    assert not raw, f"{doc} shows raw TeX {raw}: {text[text.find(raw[0]) - 80:][:200]!r}"
+
+
+@pytest.mark.browser
+def test_the_book_renders_its_formulas(browser, base_url: str) -> None:
+    total = 0
+    for doc in DOCS:
+        open_page(browser, urljoin(base_url, f"{doc}.html"))
+        total += max(rendered_formulas(browser), 0)
+    assert total >= 100, f"only {total} formulas rendered in the whole book"
+
+
 @pytest.mark.browser
 def test_sidebar_links_every_chapter(browser, base_url: str) -> None:
     open_page(browser, urljoin(base_url, f"{DOCS[0]}.html"))
