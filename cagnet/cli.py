@@ -213,7 +213,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "; pass --overwrite to replace them, or another --out folder")
     model, cfg, classes = load_model(args.checkpoint, args.device)
     device = next(model.parameters()).device
-    colors = viz.palette(len(classes["names"]))
+    colors = viz.class_palette(classes["names"])
     seen = torch.tensor(classes["seen"], device=device)
     out.mkdir(parents=True, exist_ok=True)
     mean = torch.tensor(cfg.data.mean).view(3, 1, 1)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-IGNORE_COLOR = (255, 255, 255)  # label 255 (unlabelled / ignored) is drawn white
+IGNORE_COLOR = (0, 0, 0)  # label 255 (unlabelled / ignored) is drawn black
 SEEN_COLOR = "#4C72B0"
 UNSEEN_COLOR = "#DD8452"
 
@@ -37,6 +37,31 @@ def palette(num_classes: int) -> np.ndarray:
             c >>= 3
         colors[k] = (r, g, b)
     return colors
+
+
+def class_palette(names: Sequence[str]) -> np.ndarray:
+    """Display colours ``(K, 3)`` uint8 for these class names: the toy world's own colours
+    (stuff in its natural colour, each thing in its colour, darker by shape) for the toy
+    classes, the Pascal-VOC colour map otherwise. Neither uses black, the colour of ignored
+    pixels, except VOC's background."""
+    from cagnet.data.toy import TOY_CLASSES, toy_class_colours
+
+    if tuple(names) == TOY_CLASSES:
+        return (toy_class_colours() * 255 + 0.5).astype(np.uint8)
+    return palette(len(names))
+
+
+def label_legend(target, names: Sequence[str], colors: np.ndarray,
+                 unseen: Sequence[int] = (), **kwargs):
+    """A legend of the class colours (unseen starred) and of ignored pixels on a matplotlib
+    Axes or Figure; keyword arguments go to ``legend``."""
+    from matplotlib.patches import Patch
+
+    handles = legend_handles(names, colors, unseen)
+    handles.append(Patch(facecolor=np.asarray(IGNORE_COLOR) / 255.0, label="ignored (255)"))
+    options = {"fontsize": 7, "loc": "center left", "bbox_to_anchor": (1.01, 0.5),
+               "frameon": False, **kwargs}
+    return target.legend(handles=handles, **options)
 
 
 def pca_2d(features: torch.Tensor) -> Callable[[torch.Tensor], np.ndarray]:
@@ -95,7 +120,7 @@ def legend_handles(names: Sequence[str], colors: np.ndarray | None = None,
     """Matplotlib legend patches, one per class; unseen classes are marked with a star."""
     from matplotlib.patches import Patch
 
-    colors = palette(len(names)) if colors is None else colors
+    colors = class_palette(names) if colors is None else colors
     return [Patch(color=colors[k] / 255.0, label=f"{name}{' *' if k in unseen else ''}")
             for k, name in enumerate(names)]
 
@@ -106,7 +131,7 @@ def show_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     """A grid: one row per image with the image, its ground truth and the prediction."""
     import matplotlib.pyplot as plt
 
-    colors = palette(len(names))
+    colors = class_palette(names)
     fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), squeeze=False)
     for row, (img, lab, pred) in enumerate(zip(images, labels, predictions, strict=True)):
         for ax, pic, title in zip(axes[row], (img, colorize(lab, colors), colorize(pred, colors)),
@@ -115,7 +140,8 @@ def show_predictions(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
             ax.set_axis_off()
             if row == 0:
                 ax.set_title(title)
-    fig.legend(handles=legend_handles(names, colors, unseen), loc="center right", fontsize=8)
+    label_legend(fig, names, colors, unseen, loc="center right", bbox_to_anchor=None,
+                 fontsize=8)
     fig.subplots_adjust(right=0.78)
     return fig
 
@@ -185,3 +211,55 @@ def plot_results(rows: Sequence[Mapping], ax: Axes | None = None) -> Axes:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     return ax
+
+
+# the boxes of `overview_figure`: key -> (x, y, label); arrows between keys
+_OVERVIEW_BOXES = {
+    "x": (0.5, 3.0, "image x"),
+    "E": (2.2, 3.0, "E\nDeepLabv2\n(ResNet-101 + ASPP)"),
+    "CM": (4.3, 3.0, "CM\n3 dilated convs\n+ context selector"),
+    "z": (6.3, 3.0, "latent code\nz = μ + ε·σ\n(KL to N(0, I))"),
+    "attention": (4.3, 1.4, "residual attention\nσ(a + a·σ(z))"),
+    "f": (6.3, 1.4, "real feature f"),
+    "w": (6.3, 4.6, "class embedding w\n(fastText ⊕ word2vec)"),
+    "G": (8.3, 3.8, "G(w, z)\ngenerator"),
+    "fake": (10.1, 3.8, r"fake feature $\tilde f$"),
+    "D": (10.1, 2.2, "D: real or fake?\nC: which class?"),
+}
+_OVERVIEW_ARROWS = (("x", "E"), ("E", "CM"), ("CM", "z"), ("E", "attention"),
+                    ("z", "attention"), ("attention", "f"), ("z", "G"), ("w", "G"),
+                    ("G", "fake"), ("fake", "D"), ("f", "D"))
+OVERVIEW_PARTS = tuple(_OVERVIEW_BOXES)
+
+
+def overview_figure(highlight: Sequence[str] = (), title: str | None = None) -> Figure:
+    """CaGNet as one picture: E -> CM -> z -> residual attention -> f, and (w, z) -> G -> f̃,
+    both judged by D and classified by C. ``highlight`` names the boxes a chapter adds
+    (keys of ``OVERVIEW_PARTS``); the others are drawn grey."""
+    import matplotlib.pyplot as plt
+
+    unknown = sorted(set(highlight) - set(_OVERVIEW_BOXES))
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; choose from {', '.join(OVERVIEW_PARTS)}")
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    boxes = {}
+    for key, (x, y, label) in _OVERVIEW_BOXES.items():
+        on = key in highlight or not highlight
+        boxes[key] = ax.text(x, y, label, ha="center", va="center", fontsize=8.5, zorder=3,
+                color="black" if on else "0.55",
+                bbox={"boxstyle": "round,pad=0.4", "linewidth": 1.6 if key in highlight else 0.8,
+                      "facecolor": UNSEEN_COLOR if key in highlight else "white",
+                      "edgecolor": "black" if on else "0.7"})
+    for a, b in _OVERVIEW_ARROWS:  # from box edge to box edge
+        ta, tb = boxes[a], boxes[b]
+        ax.annotate("", xy=(0.5, 0.5), xycoords=tb, xytext=(0.5, 0.5), textcoords=ta,
+                    arrowprops={"arrowstyle": "-|>", "color": "0.35", "linewidth": 1.0,
+                                "patchA": ta.get_bbox_patch(), "patchB": tb.get_bbox_patch(),
+                                "shrinkA": 2, "shrinkB": 2})
+    ax.set(xlim=(-0.3, 11.2), ylim=(0.6, 5.3))
+    ax.set_axis_off()
+    ax.set_title(title or ("CaGNet: segmentation {E, CM, C} and feature generation "
+                           "{CM, G, D, C}" + (f" (this chapter: {', '.join(highlight)})"
+                                              if highlight else "")), fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -56,6 +56,15 @@ cfg = get_preset("toy")
 classes = class_split(cfg.data)
 
 # %% [markdown]
+# Where this chapter's pieces sit in the whole (highlighted):
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=('w',))
+plt.show()
+
+# %% [markdown]
 # ## Word vectors through gensim
 #
 # The toy world comes with two small word-vector tables, `toy-a` and `toy-b` (32-d

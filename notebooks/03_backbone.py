@@ -58,6 +58,15 @@ torch.manual_seed(0)
 cfg = get_preset("toy")
 
 # %% [markdown]
+# Where this chapter's pieces sit in the whole (highlighted):
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=('x', 'E'))
+plt.show()
+
+# %% [markdown]
 # ## Dilation
 #
 # A 3×3 convolution with dilation $r$ reads the nine pixels $r$ apart: the same nine

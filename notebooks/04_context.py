@@ -62,6 +62,15 @@ cfg = get_preset("toy")
 classes = class_split(cfg.data)
 
 # %% [markdown]
+# Where this chapter's pieces sit in the whole (highlighted):
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=('CM',))
+plt.show()
+
+# %% [markdown]
 # ## The module
 #
 # With $a = E(x)$ the ASPP output and $h = \sigma(a)$:

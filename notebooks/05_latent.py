@@ -66,6 +66,15 @@ cfg = get_preset("toy")
 classes = class_split(cfg.data)
 
 # %% [markdown]
+# Where this chapter's pieces sit in the whole (highlighted):
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=('z', 'attention', 'f'))
+plt.show()
+
+# %% [markdown]
 # ## The reparameterisation trick
 #
 # Sampling is not differentiable, but $\mu + \epsilon\,\sigma$ with $\epsilon$ drawn

@@ -69,6 +69,15 @@ cfg = get_preset("toy")
 classes = class_split(cfg.data)
 
 # %% [markdown]
+# Where this chapter's pieces sit in the whole (highlighted):
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=('w', 'G', 'fake', 'D'))
+plt.show()
+
+# %% [markdown]
 # ## The networks at paper scale
 
 # %%

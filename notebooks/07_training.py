@@ -80,6 +80,15 @@ cfg = get_preset("toy")
 classes = class_split(cfg.data)
 
 # %% [markdown]
+# This chapter puts every piece together:
+
+# %%
+from cagnet.viz import overview_figure  # noqa: E402
+
+overview_figure(highlight=())
+plt.show()
+
+# %% [markdown]
 # ## The schedule
 #
 # The toy preset shortens the schedule but keeps its shape: every step decay of the Adam
