@@ -55,7 +55,7 @@ from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.losses import resize_labels
 from cagnet.models import ContextualModule
-from cagnet.viz import colorize, palette
+from cagnet.viz import class_palette, colorize, label_legend
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -147,7 +147,7 @@ with torch.no_grad():
     ctx = model.context(model.backbone(images))
 weights = ctx.weights  # (B, 3, h, w)
 print("selector weights:", tuple(weights.shape), "in", (float(weights.min()), float(weights.max())))
-colors = palette(classes.num_classes)
+colors = class_palette(classes.names)
 fig, axes = plt.subplots(len(idx), 5, figsize=(11, 2.3 * len(idx)))
 for row, i in enumerate(idx):
     axes[row, 0].imshow(test_set.images[i].permute(1, 2, 0))
@@ -160,7 +160,9 @@ for row, i in enumerate(idx):
         ax.set_yticks([])
         if row == 0:
             ax.set_title(title)
-fig.colorbar(im, ax=axes, shrink=0.6, label="selector weight")
+fig.colorbar(im, ax=axes, shrink=0.6, label="selector weight, on [0, 1]")
+label_legend(fig, classes.names, colors, classes.unseen, loc="upper left",
+             bbox_to_anchor=(0.0, 0.0), ncol=6)
 plt.show()
 
 # %% [markdown]

@@ -59,7 +59,7 @@ from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.diagnostics import code_health, format_health
 from cagnet.losses import kl_divergence, resize_labels
-from cagnet.viz import colorize, palette
+from cagnet.viz import class_palette, colorize, label_legend
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -154,7 +154,7 @@ print("z:", tuple(ctx.z.shape), f"| mean of mu {float(ctx.mu.mean()):.3f}, "
 print(f"KL per element: mean {float(kl_map.mean()):.4f}, max {float(kl_map.max()):.4f}")
 
 # %%
-colors = palette(classes.num_classes)
+colors = class_palette(classes.names)
 fig, axes = plt.subplots(3, 4, figsize=(10, 7.5))
 attention = torch.sigmoid(ctx.z).mean(1)
 for col in range(4):
@@ -170,6 +170,8 @@ for ax, t in zip(axes[:, 0], ["label", "KL per pixel", r"mean attention $\sigma(
     ax.set_ylabel(t)
 fig.colorbar(im1, ax=axes[1], shrink=0.8, label="KL per element (from 0)")
 fig.colorbar(im2, ax=axes[2], shrink=0.8, label="attention, on [0, 1]")
+label_legend(fig, classes.names, colors, classes.unseen, loc="upper left",
+             bbox_to_anchor=(0.0, 0.05), ncol=6)
 plt.show()
 
 # %% [markdown]

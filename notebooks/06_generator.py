@@ -62,7 +62,7 @@ from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.losses import content_loss, gan_loss, mmd, resize_labels
 from cagnet.models import Discriminator, Generator
-from cagnet.viz import pca_2d
+from cagnet.viz import class_palette, pca_2d
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -189,7 +189,7 @@ with torch.no_grad():
 
 project = pca_2d(real)  # features (N, d) -> the real features' first two PCs (N, 2)
 
-colors = plt.get_cmap("tab20")(np.arange(classes.num_classes))
+colors = class_palette(classes.names) / 255.0  # the toy world's own colours
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharex=True, sharey=True)
 for c in range(classes.num_classes):

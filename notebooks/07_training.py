@@ -73,7 +73,7 @@ from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.embeddings import class_embeddings
 from cagnet.train import LOSS_NAMES, StepLosses, Trainer, is_finetune_step, poly_lr, step_lr
-from cagnet.viz import colorize, palette, plot_losses
+from cagnet.viz import class_palette, colorize, label_legend, plot_losses
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -141,10 +141,12 @@ torch.manual_seed(0)
 fake_map = trainer.losses.random_labels(4, (16, 16))
 counts = torch.bincount(trainer.losses.random_labels(1, (256, 256)).flatten(),
                         minlength=classes.num_classes)
-colors = palette(classes.num_classes)
+colors = class_palette(classes.names)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), gridspec_kw={"width_ratios": [1, 3]})
 axes[0].imshow(colorize(fake_map[0], colors), interpolation="nearest")
 axes[0].set(title="a random label map", xticks=[], yticks=[])
+label_legend(fig, classes.names, colors, classes.unseen, loc="upper left",
+             bbox_to_anchor=(0.0, -0.02), ncol=7)
 axes[1].bar(range(classes.num_classes), counts / counts.sum(),
             color=["tab:orange" if c in classes.unseen else "tab:blue"
                    for c in range(classes.num_classes)])

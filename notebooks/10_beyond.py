@@ -54,7 +54,7 @@ from cagnet.data import build_dataset, class_split
 from cagnet.data.transforms import normalise
 from cagnet.evaluate import evaluate_calibrations
 from cagnet.losses import resize_labels
-from cagnet.viz import colorize, palette
+from cagnet.viz import class_palette, colorize, label_legend
 
 torch.manual_seed(0)
 cfg = get_preset("toy")
@@ -134,13 +134,14 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 axes[0].plot(kept, precision)
 axes[0].set(xlabel="fraction of unseen pseudo-labels kept (most confident first)",
             ylabel="precision", title="Pseudo-labels for unseen classes", ylim=(0, 1.02))
-colors = palette(classes.num_classes)
+colors = class_palette(classes.names)
 i = int(candidate.flatten(1).sum(1).argmax())
 shown = torch.where(candidate[i] & (conf[i] > float(c_conf[order][len(order) // 4])),
                     pred[i], torch.tensor(255))
 axes[1].imshow(np.concatenate([colorize(truth[i], colors), colorize(shown, colors)], 1),
                interpolation="nearest")
 axes[1].set(title="true labels | confident unseen pseudo-labels (top 25%)", xticks=[], yticks=[])
+label_legend(axes[1], classes.names, colors, classes.unseen)
 plt.tight_layout()
 plt.show()
 
@@ -222,6 +223,7 @@ axes[0].imshow(colorize(iid, colors), interpolation="nearest")
 axes[0].set_title("pixel level: i.i.d. classes")
 axes[1].imshow(colorize(structured, colors), interpolation="nearest")
 axes[1].set_title("patch level: a layout, some\nclasses replaced by unseen ones")
+label_legend(axes[1], classes.names, colors, classes.unseen)
 for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
