@@ -241,3 +241,42 @@ assert (pred == unseen_class).sum() == 0
 # the only thing we have of them is their name. The next chapter turns names into
 # vectors; the rest of the book turns those vectors into *features* a classifier can
 # learn from.
+
+# %% [markdown]
+# ## Summary
+#
+# - Zero-shot segmentation labels every pixel with a seen *or* an unseen class, having
+#   seen labelled pixels of the seen classes only; the unseen classes are known by name.
+# - A method is scored by the seen and unseen mIoU and their harmonic mean, hIoU, which is
+#   high only when both are.
+# - The toy world has things named by two real words (colour, shape) on four kinds of stuff,
+#   and a thing takes the light of the stuff it lies on, so context changes appearance.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** The harmonic mean punishes imbalance. Compute the hIoU and the arithmetic mean of seen
+# and unseen mIoU for CaGNet's published Pascal-VOC numbers (0.784, 0.266) and for a
+# model that ignores the unseen classes (0.80, 0.0).
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+for seen, unseen in ((0.784, 0.266), (0.80, 0.0)):
+    hiou = 2 * seen * unseen / (seen + unseen) if seen + unseen else 0.0
+    print(f"seen {seen}, unseen {unseen}: hIoU {hiou:.3f}, arithmetic mean {(seen + unseen) / 2:.3f}")
+
+# %% [markdown]
+# **Exercise 2.** What fraction of the toy training pixels carry the ignore label because they belong to
+# an unseen class? (Hint: compare a training label map with the rendered one.)
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.config import get_preset
+from cagnet.data import build_dataset
+
+toy = get_preset("toy")
+ds = build_dataset(toy.data, "train")
+ignored = sum(int((ds[i][1] == 255).sum()) for i in range(100))
+print(f"ignored: {ignored / (100 * 64 * 64):.1%} of the pixels of 100 training images")

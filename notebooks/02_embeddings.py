@@ -190,3 +190,47 @@ print("VOC embeddings:", voc.data.embeddings, "| gensim sources:",
       voc.data.embedding_sources, "-> d =", voc.model.embed_dim)
 print("multi-word VOC classes:",
       {n: class_words(n) for n in voc_classes.names if len(class_words(n)) > 1})
+
+# %% [markdown]
+# ## Summary
+#
+# - A class is known by its name: word vectors (fastText and word2vec) turn the name into a
+#   vector, multi-word names averaging their words, the result L2-normalised.
+# - Unseen classes lie near the seen classes that share their words, which is what lets
+#   knowledge transfer.
+# - The paper presets load the official repository's own tables; `gensim` builds them for
+#   any other names.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** Which seen class is nearest (cosine similarity) to each unseen toy class?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import torch
+
+from cagnet.config import get_preset
+from cagnet.data import class_split
+from cagnet.embeddings import class_embeddings
+
+toy = get_preset("toy")
+cls = class_split(toy.data)
+e = torch.from_numpy(class_embeddings(cls.names, toy.data))
+for u in cls.unseen:
+    sim = {cls.names[s]: float(e[u] @ e[s]) for s in cls.seen}
+    best = max(sim, key=sim.get)
+    print(f"{cls.names[u]:15s} -> {best} ({sim[best]:.2f})")
+
+# %% [markdown]
+# **Exercise 2.** Does 'red cross' lie closer to 'red circle' (same colour) or to 'green cross' (same
+# shape)?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+names = list(cls.names)
+rc = e[names.index("red cross")]
+print("red circle:", round(float(rc @ e[names.index("red circle")]), 3),
+      "| green cross:", round(float(rc @ e[names.index("green cross")]), 3))

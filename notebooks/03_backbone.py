@@ -214,3 +214,42 @@ on_unseen = pred[torch.isin(labels, unseen)]
 print("predictions on unseen pixels:",
       {classes.names[c]: int(n) for c, n in zip(*on_unseen.unique(return_counts=True),
                                                  strict=True)})
+
+# %% [markdown]
+# ## Summary
+#
+# - The backbone E (DeepLabv2: dilated ResNet-101 and a summed ASPP) turns an image into one
+#   d-dimensional feature per pixel at output stride 8; d is the width of the class
+#   embeddings.
+# - A seen-only segmenter trained on it scores 0 on the unseen classes: their pixels go to
+#   seen classes that look alike.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** How many parameters does each part of the paper-scale model have, and which part
+# dominates?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.config import get_preset
+from cagnet.models import count_parameters
+
+for part, n in count_parameters(get_preset("voc"), 21).items():
+    print(f"{part:14s} {n:>12,d}")
+
+# %% [markdown]
+# **Exercise 2.** The toy backbone's receptive field: how many pixels does the last layer of its trunk
+# see, against the 64-pixel image?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import torch
+
+from cagnet.models.backbone import build_backbone, receptive_fields
+
+toy_backbone = build_backbone(get_preset("toy").model)
+name, rf, jump = receptive_fields(toy_backbone.trunk)[-1]
+print(f"last layer {name}: receptive field {rf} px, stride {jump}")

@@ -209,3 +209,46 @@ assert ((weights > 0) & (weights < 1)).all()
 # %% [markdown]
 # The selector's output is only half of the module's job. The fused context becomes the
 # mean and variance of the latent code $z$ — the subject of the next chapter.
+
+# %% [markdown]
+# ## Summary
+#
+# - The Contextual Module reads each pixel's surroundings at three scales (dilated 3x3
+#   convolutions, dilations 1, 2, 5) and a context selector weighs the scales per pixel.
+# - The fused context becomes a Gaussian over the pixel's latent code (next chapter).
+# - The official selector has a ReLU before its sigmoid and is never trained; here it is
+#   trained by default, the official one an option (`model.selector`).
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** Three chained 3x3 convolutions with dilations 1, 2 and 5: how many pixels does each
+# output see? Check the formula rf = 1 + sum 2 r on a single impulse.
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import torch
+import torch.nn.functional as F
+
+x = torch.zeros(1, 1, 41, 41)
+x[0, 0, 20, 20] = 1.0
+for k, r in enumerate((1, 2, 5), 1):
+    x = F.conv2d(x, torch.ones(1, 1, 3, 3), padding=r, dilation=r)
+    width = int((x[0, 0, 20] > 0).sum())
+    print(f"after conv {k}: {width} px wide (formula {1 + 2 * sum((1, 2, 5)[:k])})")
+
+# %% [markdown]
+# **Exercise 2.** The official selector: check that its weights lie in [0.5, 1) and that it has nothing
+# to train.
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.models.context import ContextualModule
+
+torch.manual_seed(0)
+official = ContextualModule(16, 8, selector="official")
+w = official(torch.randn(2, 16, 9, 9)).weights.detach()
+print(f"weights in [{float(w.min()):.3f}, {float(w.max()):.3f}]; trainable selector "
+      f"tensors: {sum(p.requires_grad for p in official.selector.parameters())}")

@@ -304,3 +304,43 @@ print(format_health(code_health(model, x, y)))
 # spread of plausible contexts, which is what fine-tuning relies on when it draws
 # $z \sim \mathcal{N}(0, I)$ for unseen classes. Chapter 6 looks at the generator that
 # consumes them, and at how it is trained.
+
+# %% [markdown]
+# ## Summary
+#
+# - CM predicts a Gaussian N(mu, sigma^2) per pixel; z = mu + eps sigma in training, mu at test.
+# - The KL term keeps z samplable from N(0, I), which fine-tuning relies on for unseen
+#   classes; the residual attention sigmoid(a + a sigmoid(z)) lets z shape the feature.
+# - A collapsed code (KL 0, no spread of mu) looks healthy in the losses: the instruments
+#   (active units, spread of mu, KL, selector spread) tell it apart, in training and in
+#   `python -m cagnet eval`.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** Check the closed-form KL against a Monte-Carlo estimate for one Gaussian.
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import torch
+
+torch.manual_seed(0)
+mu, logvar = torch.tensor(0.7), torch.tensor(0.4)
+closed = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
+z = mu + torch.randn(200_000) * (0.5 * logvar).exp()
+log_q = -0.5 * ((z - mu) ** 2 / logvar.exp() + logvar)
+log_p = -0.5 * z**2
+print(f"closed form {float(closed):.4f} | Monte Carlo {float((log_q - log_p).mean()):.4f}")
+
+# %% [markdown]
+# **Exercise 2.** With the official ReLU on log sigma^2, what is the smallest sigma a pixel can have,
+# and what is then the smallest KL of a code with mean 0?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+logvar = torch.relu(torch.linspace(-5, 5, 11))
+sigma = (0.5 * logvar).exp()
+print("smallest sigma:", float(sigma.min()), "| KL at mu = 0, sigma = 1:",
+      float(0.5 * (0 + 1 - 1 - 0)))

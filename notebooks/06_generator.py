@@ -295,3 +295,41 @@ plt.show()
 # %% [markdown]
 # Training shapes all of this. Chapter 7 puts the losses together into the alternating
 # schedule that trains $E$, CM, $G$, $D$ and $C$.
+
+# %% [markdown]
+# ## Summary
+#
+# - The generator G maps a class embedding and a latent code to a fake feature, pixel by pixel.
+# - D tells real from fake features; C, which shares D's first layer, names their class.
+# - The content loss (the official MMD) asks the fakes of a class to match the *distribution*
+#   of its real features, not their average.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** MMD is zero for identical samples and grows as one sample moves away. Measure it for
+# shifts 0, 0.1, 0.3 of a 2-d Gaussian sample.
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import torch
+
+from cagnet.losses import mmd
+
+torch.manual_seed(0)
+x = torch.randn(300, 2)
+for shift in (0.0, 0.1, 0.3):
+    print(f"shift {shift}: MMD {float(mmd(x, x + shift, (1.0, 4.0))):.4f}")
+
+# %% [markdown]
+# **Exercise 2.** How many parameters does the paper-scale generator have, against the discriminator?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.config import get_preset
+from cagnet.models import count_parameters
+
+n = count_parameters(get_preset("voc"), 21)
+print(f"G {n['generator']:,d} | D and C {n['discriminator']:,d}")

@@ -335,3 +335,42 @@ print(f"G's content (MMD): {first['g_content']:.3f} -> {last['g_content']:.3f}")
 # %%
 assert np.isfinite([r["total"] for r in result.history]).all()
 assert m["miou_unseen"] > 0
+
+# %% [markdown]
+# ## Summary
+#
+# - Training: E and CM learn from the KL and the segmentation CE; D/C from GAN + CE on real
+#   features; G from GAN + 50 MMD with the pixels' own codes.
+# - Fine-tuning freezes E and CM and alternates real-image blocks with fake-feature blocks,
+#   where C meets the unseen classes through G alone, with fresh Adam optimisers.
+# - The package's one-graph step gives the same losses and gradients as the step written by
+#   hand.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** How many fake-feature steps does the toy schedule take, and at which iteration does
+# the first one run?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.config import get_preset
+from cagnet.train import is_finetune_step
+
+tc = get_preset("toy").train
+steps = [i for i in range(tc.iters + tc.finetune_iters) if is_finetune_step(tc, i)]
+print(f"{len(steps)} fake-feature steps, the first at iteration {steps[0]}")
+
+# %% [markdown]
+# **Exercise 2.** What is D's learning rate at the last training iteration and at the last fine-tuning
+# iteration of the voc preset?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.train import step_lr
+
+vc = get_preset("voc").train
+print(f"training: {step_lr(vc.lr_d, vc.iters - 1, vc.lr_decay_d):.2e} | fine-tuning: "
+      f"{step_lr(vc.lr_d_finetune, vc.finetune_iters - 1, vc.finetune_decay_d):.2e}")

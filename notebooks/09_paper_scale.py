@@ -254,3 +254,49 @@ from IPython.display import Markdown, display  # noqa: E402
 from cagnet.deviations import markdown  # noqa: E402
 
 display(Markdown(markdown()))
+
+# %% [markdown]
+# ## Summary
+#
+# - The `voc`, `context` and `cocostuff` presets are the official configuration, value for value,
+#   with ImageNet weights and the official class embeddings; one command trains on a GPU,
+#   `torchrun` on several.
+# - Self-training, the official test protocol and released official checkpoints are one
+#   flag each; the deviations that remain are listed with their reasons.
+#
+# ## Exercises
+
+# %% [markdown]
+# **Exercise 1.** At which fine-tuning iterations does the voc preset decay the Adam rates, and to what?
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+from cagnet.config import get_preset
+from cagnet.train import step_lr
+
+vt = get_preset("voc").train
+changes = [t for t in range(1, vt.finetune_iters)
+           if step_lr(1.0, t, vt.finetune_decay_d) != step_lr(1.0, t - 1, vt.finetune_decay_d)]
+print({t: f"{step_lr(vt.lr_d_finetune, t, vt.finetune_decay_d):.0e}" for t in changes})
+
+# %% [markdown]
+# **Exercise 2.** How do the three paper presets differ from one another? List the fields whose values
+# differ.
+#
+# The worked solution is folded below (click to show).
+
+# %% tags=["hide-cell"]
+import dataclasses
+
+from cagnet.config import get_preset
+
+flat = {}
+for name in ("voc", "context", "cocostuff"):
+    c = get_preset(name)
+    for sec in ("model", "data", "loss", "train"):
+        for f in dataclasses.fields(getattr(c, sec)):
+            flat.setdefault(f"{sec}.{f.name}", {})[name] = getattr(getattr(c, sec), f.name)
+for key, vals in flat.items():
+    if len({repr(v) for v in vals.values()}) > 1:
+        print(key, vals)
