@@ -207,6 +207,52 @@ else:
 assert ((weights > 0) & (weights < 1)).all()
 
 # %% [markdown]
+# **Explore.** Pick a test image and a pixel, and see what CM does there: the three
+# selector weights and the pixel's code $\mu$ (its first 16 channels). The slider needs a
+# running kernel; the static figure below shows three pixels of the first image: inside
+# a thing, on its edge and on open stuff.
+
+# %%
+import ipywidgets as widgets  # noqa: E402
+
+
+def inspect_pixel(image=0, row=8, col=8, axes=None):
+    x1 = test_set[image][0][None]
+    with torch.no_grad():
+        c1 = model.context(model.backbone(x1))
+    axes = axes if axes is not None else plt.subplots(1, 3, figsize=(11, 3))[1]
+    axes[0].imshow(test_set.images[image].permute(1, 2, 0))
+    stride = x1.shape[-1] // c1.mu.shape[-1]
+    axes[0].scatter([col * stride + stride / 2], [row * stride + stride / 2], s=80,
+                    facecolors="none", edgecolors="white", linewidths=2)
+    axes[0].set(title=f"image {image}, cell ({row}, {col})", xticks=[], yticks=[])
+    axes[1].bar(["$w_1$", "$w_2$", "$w_3$"], c1.weights[0, :, row, col].numpy())
+    axes[1].set(ylim=(0, 1), title="selector weights, on [0, 1]")
+    axes[2].bar(range(16), c1.mu[0, :16, row, col].numpy())
+    axes[2].set(title=r"$\mu$, first 16 channels", xlabel="channel")
+    return axes
+
+
+# %% tags=["remove-output"]
+widgets.interact(lambda image, row, col: (inspect_pixel(image, row, col), plt.show()),
+                 image=widgets.IntSlider(0, 0, 15), row=widgets.IntSlider(8, 0, 15),
+                 col=widgets.IntSlider(8, 0, 15))
+
+# %%
+y0 = resize_labels(test_set[0][1][None], (16, 16))[0]
+thing = (y0 >= 4).nonzero()
+inside = thing[len(thing) // 2].tolist() if len(thing) else [8, 8]
+stuff_px = (y0 < 4).nonzero()[0].tolist()
+edge = [inside[0], max(inside[1] - 2, 0)]
+fig, axes = plt.subplots(3, 3, figsize=(11, 8.5))
+for k, (name, (r, c)) in enumerate((("inside a thing", inside), ("near its edge", edge),
+                                    ("open stuff", stuff_px))):
+    inspect_pixel(0, r, c, axes[k])
+    axes[k, 0].set_ylabel(name)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # The selector's output is only half of the module's job. The fused context becomes the
 # mean and variance of the latent code $z$ — the subject of the next chapter.
 

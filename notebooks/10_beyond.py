@@ -92,6 +92,40 @@ for m, results in curves.items():
           f"at gamma {best['calibration']:.2f}")
 
 # %% [markdown]
+# **Explore.** Slide $\gamma$ and watch the three scores of each model move (the sweep
+# above, read at one $\gamma$; the slider needs a running kernel, the static figure
+# below shows three settings).
+
+# %%
+import ipywidgets as widgets  # noqa: E402
+
+
+def show_calibration(gamma=0.5, ax=None):
+    k = int(np.argmin(np.abs(gammas - gamma)))
+    ax = ax or plt.subplots(figsize=(6, 3))[1]
+    names = list(curves)
+    for j, key in enumerate(("miou_seen", "miou_unseen", "hiou")):
+        ax.bar(np.arange(len(names)) + (j - 1) * 0.27, [curves[m][k][key] for m in names],
+               0.27, label=key.replace("miou_", "") + (" mIoU" if key != "hiou" else ""))
+    ax.set_xticks(range(len(names)), names)
+    ax.set(ylim=(0, 1), title=f"calibration gamma = {gammas[k]:.2f}")
+    ax.legend(fontsize=8)
+    return ax
+
+
+# %% tags=["remove-output"]
+widgets.interact(lambda gamma: (show_calibration(gamma), plt.show()),
+                 gamma=widgets.FloatSlider(value=0.5, min=float(gammas[0]),
+                                           max=float(gammas[-1]), step=0.25))
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.4), sharey=True)
+for ax, g in zip(axes, (0.0, 0.5, 2.0), strict=True):
+    show_calibration(g, ax)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
 # Calibration pays off when a classifier under-predicts the unseen classes, and the
 # sweep shows how much that is the case for each model here. It cannot rescue the
 # seen-only model: pushing its seen scores down eventually lets unseen classes win, but
