@@ -252,6 +252,7 @@ CATALOGUE: list[tuple] = [
     ("sigmas-empty", [*T, "--set", "loss.mmd_sigmas=[]", *OUT], ["loss.mmd_sigmas"]),
     ("init-unknown", [*T, "--set", "model.init=xavier", *OUT], ["model.init=xavier"]),
     ("selector-unknown", [*T, "--set", "model.selector=fixed", *OUT], ["model.selector"]),
+    ("lighting-above-one", [*T, "--set", "data.toy_lighting=2", *OUT], ["data.toy_lighting"]),
     ("pretrained-maybe", [*T, "--set", "model.pretrained=maybe", *OUT], ["model.pretrained"]),
     ("dropout-one", [*T, "--set", "model.disc_dropout=1", *OUT], ["model.disc_dropout"]),
     ("dropout-count", [*T, "--set", "model.generator_dropout=[0.1,0.1,0.1]", *OUT],
