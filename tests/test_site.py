@@ -243,15 +243,24 @@ def test_colab_launch_link(browser, base_url: str, doc: str) -> None:
     assert set(hrefs) == {expected_colab_url(doc)}, hrefs
 
 
+SCREENSHOT_PAGES = {  # page -> what it shows
+    "book/intro": "the overview figure and rendered formulas",
+    "notebooks/04_context": "a label map with its legend",
+    "notebooks/07_training": "the objectives as rendered formulas",
+}
+
+
 @pytest.mark.browser
 def test_screenshots(browser, base_url: str, tmp_path: Path) -> None:
-    """Two pages render to a screenshot; CAGNET_SCREENSHOTS=1 keeps them in book/screenshots/."""
+    """Three pages render to a screenshot (after MathJax has typeset them);
+    CAGNET_SCREENSHOTS=1 keeps them in book/screenshots/."""
     keep = os.environ.get("CAGNET_SCREENSHOTS") == "1"
     out = ROOT / "book" / "screenshots" if keep else tmp_path
     out.mkdir(exist_ok=True)
-    pages = [DOCS[0], NOTEBOOK_DOCS[len(NOTEBOOK_DOCS) // 2] if NOTEBOOK_DOCS else DOCS[-1]]
-    for doc in pages:
+    for doc, what in SCREENSHOT_PAGES.items():
+        assert doc in DOCS, doc
         open_page(browser, urljoin(base_url, f"{doc}.html"))
+        assert rendered_formulas(browser) >= 0, f"{doc}: MathJax did not run"
         path = out / f"{Path(doc).name}.png"
-        assert browser.save_screenshot(str(path)), f"no screenshot of {doc}"
+        assert browser.save_screenshot(str(path)), f"no screenshot of {doc} ({what})"
         assert path.stat().st_size > 10_000
