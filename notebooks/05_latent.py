@@ -276,7 +276,8 @@ print(format_health(code_health(model, x, y)))
 
 # %% [markdown]
 # What kills the codes on the toy world was found by changing one thing at a time and
-# reading these instruments (seed 0, default split, 250 to 800 training iterations):
+# reading these instruments (seed 0, default split, 250 to 800 training iterations,
+# Kaiming-initialised heads):
 #
 # - **CM's learning rate.** The toy trunk trains from scratch at $3 \cdot 10^{-2}$; with the
 #   paper's multiplier ×5, CM got 0.15 with momentum on unnormalised, bias-free
