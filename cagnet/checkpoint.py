@@ -70,6 +70,22 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
+def read_weights_file(path: str | os.PathLike, what: str) -> Any:
+    """The tensors of a foreign weights file (``what`` names it in messages: "weights file",
+    "official model"), read with weights-only unpickling; one-line errors when the file is
+    missing or unreadable."""
+    from cagnet.errors import ConfigError, DataError
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one line
+        raise DataError(f"cannot read {what} {path} as a PyTorch file "
+                        f"({type(e).__name__})") from None
+
+
 def _unreadable(path: Path, exc: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, without torch's advice to load it
     unsafely (``weights_only=False`` runs whatever code the file holds)."""

@@ -244,15 +244,10 @@ def _check_split(cfg: Config) -> dict:
 
 def convert_official(path: str | os.PathLike, preset: str, out: str | os.PathLike) -> Path:
     """Convert the official model file ``path`` for ``preset`` into checkpoint ``out``."""
-    from cagnet.checkpoint import save_checkpoint
+    from cagnet.checkpoint import read_weights_file, save_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"official model {path} does not exist")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one line
-        raise DataError(f"cannot read {path} as a PyTorch file ({type(e).__name__})") from None
+    obj = read_weights_file(path, "official model")
     cfg = converted_config(preset)
     classes = _check_split(cfg)
     state = convert_state_dict(official_state_dict(obj, str(path)), cfg, classes["names"])

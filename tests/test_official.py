@@ -155,7 +155,7 @@ def _same(a, b):
 
 def test_fake_feature_block_trains_only_the_classifier_with_its_weight():
     # model.py step2 with lambda_G_cls_transfer 0: loss_D = 0.125 CE(fake); G takes no gradient
-    tr = _trainer()
+    tr = _trainer(w_ce_fake_transfer=0.125)
     x, y = _batch()
     tr.train_step(x, y, 0)
     tr.set_stage("finetune")
@@ -228,6 +228,7 @@ def test_official_selector_is_relu_sigmoid_and_never_trained():
 
 def test_kaiming_init_of_the_heads():
     cfg = _small_cfg()
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, init="kaiming"))
     torch.manual_seed(0)
     model = CaGNet(cfg, K, torch.randn(K, 64))
     conv = model.generator.mlp[0]  # 1x1 conv, fan_in 128

@@ -9,7 +9,6 @@ milliseconds for the 64x64 toy world.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -178,13 +177,9 @@ def load_trunk_weights(trunk: nn.Module, path: str) -> None:
     ``trunk.`` / ``backbone.trunk.`` (a `cagnet` checkpoint's ``model``). Refuses a file
     from which no tensor fits, and names what mismatches.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"weights file {path} does not exist; check model.weights / --weights")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets one line
-        raise DataError(f"cannot read weights file {path}: {type(e).__name__}") from None
+    from cagnet.checkpoint import read_weights_file
+
+    state = read_weights_file(path, "weights file")
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
