@@ -152,8 +152,10 @@ class DeepLabV2(SegmentationBackbone):
 
 
 def _resnet101(pretrained: bool) -> nn.Module:
-    """torchvision's dilated ResNet-101, with ImageNet weights when ``pretrained``."""
-    weights = ResNet101_Weights.IMAGENET1K_V1 if pretrained else None
+    """torchvision's dilated ResNet-101, with ImageNet weights when ``pretrained`` (not on the
+    meta device, which holds shapes only)."""
+    on_meta = torch.get_default_device().type == "meta"
+    weights = ResNet101_Weights.IMAGENET1K_V1 if pretrained and not on_meta else None
     try:
         return resnet101(weights=weights, replace_stride_with_dilation=[False, True, True])
     except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError
