@@ -198,10 +198,14 @@ plt.show()
 # %%
 spread = float(weights.std())
 print(f"spread (standard deviation) of the selector weights over pixels and scales: {spread:.4f}")
+lo, hi = float(weights.min()), float(weights.max())
 if spread < 0.01:
-    print("The selector is switched off on this run: every scale gets the same weight 0.5 at "
-          "every pixel, because its input maps are (almost) all zero. Chapter 5 measures the "
-          "consequence for the latent code.")
+    print("The selector is switched off on this run: every scale gets about the same weight "
+          "at every pixel. Chapter 5 measures the consequence for the latent code.")
+elif spread < 0.05:
+    print(f"The selector hardly varies on this run: its weights stay within [{lo:.2f}, "
+          f"{hi:.2f}], so every pixel weighs the three scales almost alike. Chapter 5 "
+          "measures why.")
 else:
     print("The selector weights the three context scales differently from pixel to pixel.")
 assert ((weights > 0) & (weights < 1)).all()

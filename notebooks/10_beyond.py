@@ -206,7 +206,7 @@ ignored = torch.isin(truth, unseen)  # the pixels training never saw labelled
 masked = torch.where(ignored, torch.tensor(255), truth)
 for top_p in (1, 2, 3):
     pl = pseudo_labels(prob.log(), masked, classes.unseen, top_p)
-    got = pl != 255
+    got = (pl != 255) & ignored  # the pixels that received a pseudo-label
     right = float((pl[got] == truth[got]).float().mean()) if got.any() else float("nan")
     print(f"top_p {top_p}: {float(got[ignored].float().mean()):.0%} of the ignored pixels "
           f"pseudo-labelled, {right:.0%} of them correctly")
