@@ -243,10 +243,11 @@ def test_colab_launch_link(browser, base_url: str, doc: str) -> None:
     assert set(hrefs) == {expected_colab_url(doc)}, hrefs
 
 
-SCREENSHOT_PAGES = {  # page -> what it shows
-    "book/intro": "the overview figure and rendered formulas",
-    "notebooks/04_context": "a label map with its legend",
-    "notebooks/07_training": "the objectives as rendered formulas",
+SCREENSHOT_PAGES = {  # page -> (what it shows, the element scrolled into view first)
+    "book/intro": ("the overview figure", "#fig-overview"),
+    "notebooks/04_context": ("a label map with its legend",
+                             "#what-the-context-selector-chooses img"),
+    "notebooks/07_training": ("the objectives as rendered formulas", "h1"),
 }
 
 
@@ -257,10 +258,14 @@ def test_screenshots(browser, base_url: str, tmp_path: Path) -> None:
     keep = os.environ.get("CAGNET_SCREENSHOTS") == "1"
     out = ROOT / "book" / "screenshots" if keep else tmp_path
     out.mkdir(exist_ok=True)
-    for doc, what in SCREENSHOT_PAGES.items():
+    for doc, (what, anchor) in SCREENSHOT_PAGES.items():
         assert doc in DOCS, doc
         open_page(browser, urljoin(base_url, f"{doc}.html"))
         assert rendered_formulas(browser) >= 0, f"{doc}: MathJax did not run"
+        found = browser.execute_script(
+            f"const e = document.querySelector('{anchor}'); if (e) e.scrollIntoView(); "
+            "return e !== null;")
+        assert found, f"{doc} has no {anchor} ({what})"
         path = out / f"{Path(doc).name}.png"
         assert browser.save_screenshot(str(path)), f"no screenshot of {doc} ({what})"
         assert path.stat().st_size > 10_000
