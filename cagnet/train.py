@@ -169,7 +169,7 @@ class StepLosses(nn.Module):
         self.model = model
         self.loss = cfg.loss
         self.fake_map_size = cfg.train.fake_map_size
-        self.detach_latent = cfg.model.detach_latent
+        self.latent_grad = cfg.model.latent_grad
         ids = sorted(set(seen) | set(unseen))
         weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
         self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
@@ -218,9 +218,7 @@ class StepLosses(nn.Module):
         d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
 
         if m.generator is not None:
-            # z reaches G detached (official), or with its gradient (model.detach_latent False)
-            fake = m.generate(y, ctx.z if ctx is not None else None,
-                              detach=self.detach_latent or not train_backbone)  # (B, d, h, w)
+            fake = m.generate(y, *self.generator_code(out, train_backbone))  # (B, d, h, w)
             gan_fake, cls_fake = m.discriminator(fake.detach())
             d_gan = (gan_loss(gan_real, True, L.gan, valid)
                      + gan_loss(gan_fake, False, L.gan, valid))
@@ -239,6 +237,20 @@ class StepLosses(nn.Module):
         parts = torch.stack([loss, e_ce, e_kl, d_gan, d_ce_real, d_ce_fake,
                              g_gan, g_content, g_ce]).detach().float()
         return loss, parts, (real.detach(), y)
+
+    def generator_code(self, out: dict, train_backbone: bool) -> tuple[Tensor | None, bool]:
+        """(z, detach) for G on a real image, by ``model.latent_grad``: z detached (official,
+        and whenever E and CM are frozen); z with its gradient ("all"); or z recomputed by CM
+        from E(x) detached with the same noise draw, so that G's losses reach CM only
+        ("context")."""
+        ctx = out["ctx"]
+        if ctx is None:  # ZS3Net: G draws its own noise
+            return None, True
+        if not train_backbone or self.latent_grad == "none":
+            return ctx.z, True
+        if self.latent_grad == "context":
+            return self.model.context(out["aspp"].detach(), eps=ctx.eps).z, False
+        return ctx.z, False
 
     def random_labels(self, batch: int, size: tuple[int, int]) -> Tensor:
         """A label map (batch, h, w) of i.i.d. pixels over seen + unseen, unseen up-weighted."""

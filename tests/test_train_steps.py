@@ -218,3 +218,35 @@ def test_mixed_precision_steps_stay_finite(amp):
     tr.set_stage("finetune")
     tr.train_step(x, y, 1)
     assert torch.isfinite(tr.finetune_step()).all()
+
+
+@pytest.mark.parametrize("latent_grad,cm_learns,e_learns",
+                         [("none", False, False), ("context", True, False), ("all", True, True)])
+def test_latent_grad_decides_whether_g_losses_reach_cm_and_e(latent_grad, cm_learns, e_learns):
+    # only G's content loss is on: D/C see detached features, so any gradient in CM or E
+    # came to them through z
+    zero = dict(w_ce_real_backbone=0.0, w_kl=0.0, w_ce_real=0.0, w_gan_g=0.0, w_ce_fake_g=0.0)
+    tr = _trainer(**zero)
+    cfg = tr.cfg.replace(model=dataclasses.replace(tr.cfg.model, latent_grad=latent_grad))
+    steps = StepLosses(tr.model, cfg, SEEN, UNSEEN)
+    tr.model.train()
+    x, y = _batch()
+    loss, parts, _ = steps("real", x, y)
+    assert parts[7] > 0  # the content term is on
+    loss.backward()
+
+    def grad_norm(module):
+        return sum(p.grad.abs().sum().item() for p in module.parameters() if p.grad is not None)
+
+    assert (grad_norm(tr.model.context) > 0) == cm_learns
+    assert (grad_norm(tr.model.backbone) > 0) == e_learns
+    assert grad_norm(tr.model.generator) > 0
+
+
+def test_context_latent_grad_feeds_g_the_same_code():
+    tr = _trainer()
+    tr.model.train()
+    x, _ = _batch()
+    out = tr.model.segment(x)
+    again = tr.model.context(out["aspp"].detach(), eps=out["ctx"].eps)
+    torch.testing.assert_close(again.z, out["ctx"].z)

@@ -71,19 +71,21 @@ class CaGNet(nn.Module):
         """Real features and class logits at every training scale.
 
         Returns ``features`` = [f(x1), f(x0.75), f(x0.5), ..., max] (each at its own size;
-        just [f(x1)] with one scale), ``ctx`` = CM's output at x1 (None without CM) and
-        ``logits`` = C applied to each feature.
+        just [f(x1)] with one scale), ``ctx`` = CM's output at x1 (None without CM),
+        ``aspp`` = E(x1), the raw backbone output CM read, and ``logits`` = C applied to
+        each feature.
         """
         features: list[Tensor] = []
-        ctx = None
+        ctx = aspp = None
         for i, aspp_out in enumerate(self.backbone.scale_pyramid(x)):
             f, c = self._real_feature(aspp_out)
             features.append(f)
             if i == 0:
-                ctx = c
+                ctx, aspp = c, aspp_out
         if len(features) > 1:
             features.append(max_over_scales(features))
-        return {"features": features, "ctx": ctx, "logits": [self.classify(f) for f in features]}
+        return {"features": features, "ctx": ctx, "aspp": aspp,
+                "logits": [self.classify(f) for f in features]}
 
     forward = segment
 

@@ -23,6 +23,7 @@ class ContextOutput(NamedTuple):
     logvar: Tensor  # (B, d, h, w) log sigma^2
     weights: Tensor  # (B, 3, h, w) Context Selector weights, one per context scale
     hidden: tuple[Tensor, ...] = ()  # the ReLU maps m1, m2, m3 (B, hidden, h, w), c (B, d, h, w)
+    eps: Tensor | None = None  # (B, d, h, w) the N(0, I) draw of z = mu + eps * sigma (training)
 
 
 class ContextSelector(nn.Module):
@@ -80,7 +81,8 @@ class ContextualModule(nn.Module):
         self.logvar = nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)
         self.logvar_relu = logvar_relu
 
-    def forward(self, aspp_out: Tensor) -> ContextOutput:
+    def forward(self, aspp_out: Tensor, eps: Tensor | None = None) -> ContextOutput:
+        """``eps``: the N(0, I) draw to use for z in training (default: a fresh one)."""
         # aspp_out a: (B, d, h, w)
         m = torch.sigmoid(aspp_out)  # h
         maps = []
@@ -94,6 +96,10 @@ class ContextualModule(nn.Module):
         logvar = self.logvar(c)
         if self.logvar_relu:
             logvar = torch.relu(logvar)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
+        if self.training:
+            eps = torch.randn_like(mu) if eps is None else eps
+            z = mu + eps * torch.exp(0.5 * logvar)
+        else:
+            z, eps = mu, None
         feature = torch.sigmoid(aspp_out + aspp_out * torch.sigmoid(z))  # (B, d, h, w)
-        return ContextOutput(feature, z, mu, logvar, w, (*maps, c))
+        return ContextOutput(feature, z, mu, logvar, w, (*maps, c), eps)
