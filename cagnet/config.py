@@ -38,12 +38,13 @@ class ModelConfig:
     context_hidden: int = 256  # width of the three dilated convs of CM
     context_dilations: tuple[int, ...] = (1, 2, 5)
     logvar_relu: bool = True  # the official code puts a ReLU on log sigma^2 (so sigma >= 1)
-    # Which gradient of G's losses (content, GAN) reaches the contextual code z:
+    # Which of G's losses reach the contextual code z:
     # "none": G's input is detached (model.py: self.gen(self.sample.detach())), so z learns
     #   only through the residual attention and the KL (official);
-    # "context": they train CM's weights but not E (CM runs a second time on E(x) detached,
-    #   with the same noise draw), as in a conditional VAE whose encoder is CM (a deviation);
-    # "all": they reach E as well, through CM (a deviation).
+    # "content": the content loss trains CM (not E) through z, as the reconstruction term of
+    #   a conditional VAE whose encoder is CM: it reads a second fake, from CM run again on
+    #   E(x) detached with the same noise draw (a deviation);
+    # "all": every G loss reaches CM and E through z (a deviation).
     latent_grad: str = "none"
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
     # networks.py Generator; one rate per hidden layer, or a single rate for all

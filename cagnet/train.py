@@ -156,11 +156,12 @@ class StepLosses(nn.Module):
     - ``"real"``: training step, x = images (B, 3, H, W), E and CM learn;
     - ``"real-frozen"``: the same with E and CM frozen (no graph through the backbone);
     - ``"self-train"``: ``"real"`` with D/C's fine-tuning CE weights (labels pseudo-labelled);
-    - ``"fake"``: fine-tuning step, x = kept real features (B, d, h, w), labels (B, h, w).
+    - ``"fake"``: fine-tuning step on generated features, x = a real step's label map (B, h, w)
+      (only its shape is read), labels unused.
 
     Returns ``(total, parts, kept)``: the scalar to differentiate, the detached loss terms
-    (a (len(LOSS_NAMES),) float32 vector) and, for the real steps, the (features, labels)
-    the fine-tuning step reuses. Routing every step through ``forward`` lets
+    (a (len(LOSS_NAMES),) float32 vector) and, for the real steps, the label map (B, h, w)
+    at the features' size, whose shape the fake-feature steps' label maps take. Routing every step through ``forward`` lets
     ``DistributedDataParallel`` wrap this module.
     """
 
@@ -177,12 +178,12 @@ class StepLosses(nn.Module):
 
     def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
         if kind == "fake":
-            return self.fake_step(x, labels)
+            return self.fake_step(x)
         return self.real_step(x, labels, train_backbone=kind in ("real", "self-train"),
-                              finetune_weights=kind != "real")
+                              finetune=kind != "real")
 
     def real_step(self, images: Tensor, labels: Tensor, train_backbone: bool,
-                  finetune_weights: bool | None = None) -> tuple[Tensor, Tensor, Any]:
+                  finetune: bool) -> tuple[Tensor, Tensor, Any]:
         m, L = self.model, self.loss
         with torch.set_grad_enabled(train_backbone and torch.is_grad_enabled()):
             out = m.segment(images)
@@ -195,7 +196,6 @@ class StepLosses(nn.Module):
 
         # D/C's CE weights: training stage, or fine-tuning and self-training (configs_st_voc.yaml
         # lambda_D_cls_real 0.75, lambda_D_cls_fake 0.25, as in voc12_finetune.yaml)
-        finetune = not train_backbone if finetune_weights is None else finetune_weights
         w_real = L.w_ce_real_finetune if finetune else L.w_ce_real
         w_fake = L.w_ce_fake_finetune if finetune else L.w_ce_fake_train
 
@@ -218,7 +218,12 @@ class StepLosses(nn.Module):
         d_gan = d_ce_fake = g_gan = g_content = g_ce = zero
 
         if m.generator is not None:
-            fake = m.generate(y, *self.generator_code(out, train_backbone))  # (B, d, h, w)
+            # z reaches G detached (official), or with its gradient into CM and E ("all")
+            z = ctx.z if ctx is not None else None
+            fake = m.generate(y, z, detach=self.latent_grad != "all" or not train_backbone)
+            z_content = self.content_code(out, train_backbone)
+            # "content": the content loss reads a fake of its own, from z with CM's gradient
+            fake_content = fake if z_content is None else m.generate(y, z_content, detach=False)
             gan_fake, cls_fake = m.discriminator(fake.detach())
             d_gan = (gan_loss(gan_real, True, L.gan, valid)
                      + gan_loss(gan_fake, False, L.gan, valid))
@@ -227,7 +232,7 @@ class StepLosses(nn.Module):
             # G through a frozen D: look real, keep the real features' content, be classified
             gan_g, cls_g = call_frozen(m.discriminator, fake)
             g_gan = gan_loss(gan_g, True, L.gan, valid)
-            g_content = content_loss(fake, real, y, L.content, L.mmd_sigmas,
+            g_content = content_loss(fake_content, real, y, L.content, L.mmd_sigmas,
                                      max_pixels=L.mmd_max_pixels)  # MMD runs in float32
             if L.w_ce_fake_g:
                 g_ce = segmentation_ce(cls_g, y)
@@ -236,21 +241,16 @@ class StepLosses(nn.Module):
 
         parts = torch.stack([loss, e_ce, e_kl, d_gan, d_ce_real, d_ce_fake,
                              g_gan, g_content, g_ce]).detach().float()
-        return loss, parts, (real.detach(), y)
+        return loss, parts, y
 
-    def generator_code(self, out: dict, train_backbone: bool) -> tuple[Tensor | None, bool]:
-        """(z, detach) for G on a real image, by ``model.latent_grad``: z detached (official,
-        and whenever E and CM are frozen); z with its gradient ("all"); or z recomputed by CM
-        from E(x) detached with the same noise draw, so that G's losses reach CM only
-        ("context")."""
+    def content_code(self, out: dict, train_backbone: bool) -> Tensor | None:
+        """The code z the content loss's fake reads, with a gradient to CM only, when
+        ``model.latent_grad`` is "content": CM again on E(x) detached, with the same noise
+        draw, so the value equals ``out["ctx"].z`` (None otherwise: one fake serves all)."""
         ctx = out["ctx"]
-        if ctx is None:  # ZS3Net: G draws its own noise
-            return None, True
-        if not train_backbone or self.latent_grad == "none":
-            return ctx.z, True
-        if self.latent_grad == "context":
-            return self.model.context(out["aspp"].detach(), eps=ctx.eps).z, False
-        return ctx.z, False
+        if ctx is None or not train_backbone or self.latent_grad != "content":
+            return None
+        return self.model.context(out["aspp"].detach(), eps=ctx.eps).z
 
     def random_labels(self, batch: int, size: tuple[int, int]) -> Tensor:
         """A label map (batch, h, w) of i.i.d. pixels over seen + unseen, unseen up-weighted."""
@@ -258,15 +258,16 @@ class StepLosses(nn.Module):
         draws = torch.multinomial(self.fake_probs, n, replacement=True)
         return self.fake_classes[draws].view(batch, *size)
 
-    def fake_step(self, real: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Any]:
-        """A fake-feature block's step (model.py step2): only the shape of ``real`` is used."""
+    def fake_step(self, like: Tensor) -> tuple[Tensor, Tensor, Any]:
+        """A fake-feature block's step (model.py step2) on random label maps of the shape of
+        ``like`` (B, h, w), a real step's label map (or ``train.fake_map_size`` square)."""
         m, L = self.model, self.loss
-        size = real.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
-        y_fake = self.random_labels(real.shape[0], tuple(size))
+        size = like.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
+        y_fake = self.random_labels(like.shape[0], tuple(size))
         train_g = L.w_ce_fake_g_transfer != 0
         with torch.set_grad_enabled(train_g and torch.is_grad_enabled()):
             fake = m.generate(y_fake)  # z ~ N(0, I)
-        zero = real.new_zeros((), dtype=torch.float32)
+        zero = fake.new_zeros((), dtype=torch.float32)
         d_ce_fake = segmentation_ce(m.classify(fake.detach()), y_fake)
         g_ce = segmentation_ce(call_frozen(m.discriminator, fake)[1], y_fake) if train_g else zero
         loss = L.w_ce_fake_transfer * d_ce_fake + L.w_ce_fake_g_transfer * g_ce
@@ -394,7 +395,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.losses = StepLosses(self.model, cfg, seen, unseen).to(self.device)
-        self.kept: tuple[Tensor, Tensor] | None = None  # real (features, labels) of the last step
+        self.kept: Tensor | None = None  # the last real step's label map (B, h, w): its shape
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.unseen = list(unseen)  # the classes self-training pseudo-labels
         # what E and CM train (not frozen BatchNorm, nor an "official" selector): frozen in
@@ -499,10 +500,10 @@ class Trainer:
         """One fine-tuning step on generated features (needs a training step before it);
         ``iteration`` sets the learning rates (see `set_lr`)."""
         if self.kept is None:
-            raise RuntimeError("a fine-tuning step needs the real features of a training step")
+            raise RuntimeError("a fine-tuning step needs the label map of a training step")
         if iteration is not None:
             self.set_lr(iteration)
-        return self._update("fake", *self.kept)
+        return self._update("fake", self.kept, self.kept)
 
     def health(self, images: Tensor, labels: Tensor) -> dict[str, float]:
         """CM's instruments (`cagnet.diagnostics`) on a batch, with its weight and gradient
@@ -517,8 +518,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
-            "kept": (list(self.kept) if self.kept is not None and self.stage in FROZEN_STAGES
-                     else None),
+            "kept": self.kept if self.kept is not None and self.stage in FROZEN_STAGES else None,
         }
 
     def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
@@ -533,8 +533,11 @@ class Trainer:
                 o.load_state_dict(state["optimizers"][k])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        if state.get("kept") is not None:
-            self.kept = tuple(t.to(self.device) for t in state["kept"])
+        kept = state.get("kept")
+        if isinstance(kept, (list, tuple)):  # older checkpoints kept (features, labels)
+            kept = kept[-1]
+        if kept is not None:
+            self.kept = kept.to(self.device)
 
     def all_finite(self) -> bool:
         """No NaN/inf loss since the last check, in any process, and finite weights (one sync)."""

@@ -82,7 +82,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "model.embed_dim": COUNT,
     "model.init": one_of("kaiming", "default"),
     "model.selector": one_of("trained", "official"),
-    "model.latent_grad": one_of("none", "context", "all"),
+    "model.latent_grad": one_of("none", "content", "all"),
     "model.toy_width": COUNT,
     "model.toy_stride": one_of(1, 2, 4, 8),
     "model.toy_refine": NONNEGATIVE_COUNT,

@@ -293,7 +293,7 @@ print(format_health(code_health(model, x, y)))
 #   codes collapsed anyway (spread 0.007, KL 0 at iteration 250) through the fuse and
 #   $\mu$ convolutions.
 # - **No gradient from $G$.** Letting the generator's losses reach CM through $z$
-#   (`model.detach_latent = False`, a deviation from the official code) kept the codes
+#   (`model.latent_grad = "all"`, a deviation from the official code) kept the codes
 #   alive (spread of $\mu$ 0.23, KL 0.037 at iteration 250) and made them informative
 #   for $G$: with its own code $G$ landed 65% closer to the real feature than with another
 #   image's. But the same gradient reached the residual attention: the backbone's CE was
@@ -301,7 +301,7 @@ print(format_health(code_health(model, x, y)))
 #
 # So on the toy world the official setting cannot keep the codes alive. The toy preset
 # trains it, as the official code does (the [results page](../book/results.md) reports
-# its codes run by run); `model.detach_latent = False` was measured only in the short
+# its codes run by run); `model.latent_grad = "all"` was measured only in the short
 # probes above, not in full runs. When the codes are informative, sampled codes give the generated features a
 # spread of plausible contexts, which is what fine-tuning relies on when it draws
 # $z \sim \mathcal{N}(0, I)$ for unseen classes. Chapter 6 looks at the generator that

@@ -221,7 +221,7 @@ def test_mixed_precision_steps_stay_finite(amp):
 
 
 @pytest.mark.parametrize("latent_grad,cm_learns,e_learns",
-                         [("none", False, False), ("context", True, False), ("all", True, True)])
+                         [("none", False, False), ("content", True, False), ("all", True, True)])
 def test_latent_grad_decides_whether_g_losses_reach_cm_and_e(latent_grad, cm_learns, e_learns):
     # only G's content loss is on: D/C see detached features, so any gradient in CM or E
     # came to them through z
@@ -243,10 +243,24 @@ def test_latent_grad_decides_whether_g_losses_reach_cm_and_e(latent_grad, cm_lea
     assert grad_norm(tr.model.generator) > 0
 
 
-def test_context_latent_grad_feeds_g_the_same_code():
+def test_content_latent_grad_feeds_g_the_same_code():
     tr = _trainer()
     tr.model.train()
     x, _ = _batch()
     out = tr.model.segment(x)
     again = tr.model.context(out["aspp"].detach(), eps=out["ctx"].eps)
     torch.testing.assert_close(again.z, out["ctx"].z)
+
+
+@pytest.mark.parametrize("latent_grad,cm_learns", [("content", False), ("all", True)])
+def test_only_all_lets_the_adversarial_loss_reach_cm(latent_grad, cm_learns):
+    zero = dict(w_ce_real_backbone=0.0, w_kl=0.0, w_ce_real=0.0, w_content=0.0, w_ce_fake_g=0.0)
+    tr = _trainer(**zero)
+    cfg = tr.cfg.replace(model=dataclasses.replace(tr.cfg.model, latent_grad=latent_grad))
+    steps = StepLosses(tr.model, cfg, SEEN, UNSEEN)
+    tr.model.train()
+    loss, parts, _ = steps("real", *_batch())
+    assert parts[6] > 0  # G's adversarial term is on
+    loss.backward()
+    grads = [p.grad for p in tr.model.context.parameters() if p.grad is not None]
+    assert (sum(g.abs().sum().item() for g in grads) > 0) == cm_learns
