@@ -91,6 +91,9 @@ class LossConfig:
     ce_upsample: bool = False  # real-feature CE on logits upsampled to the labels' size
     # Weights as in voc12.yaml (training) and voc12_finetune.yaml (fine-tuning); key names there.
     w_kl: float = 100.0  # E/CM: KL (lambda_B_KLD)
+    # the KL weight ramps linearly from 0 to w_kl over the first kl_warmup iterations, the
+    # usual cure for a VAE's posterior collapse (0: w_kl from the start, as in the official code)
+    kl_warmup: int = 0
     kl_pixels: str = "labelled"  # KL averaged over "labelled" pixels (networks.py) | "all"
     w_ce_real_backbone: float = 0.5  # E/CM: CE on real features (lambda_B_cls)
     w_ce_real: float = 1.0  # D/C, training: CE on real features (lambda_D_cls_real)

@@ -171,6 +171,8 @@ class StepLosses(nn.Module):
         self.loss = cfg.loss
         self.fake_map_size = cfg.train.fake_map_size
         self.latent_grad = cfg.model.latent_grad
+        # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr)
+        self.kl_scale = 1.0
         ids = sorted(set(seen) | set(unseen))
         weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
         self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
@@ -207,7 +209,7 @@ class StepLosses(nn.Module):
             if ctx is not None:
                 e_kl = kl_divergence(ctx.mu, ctx.logvar,
                                      valid if L.kl_pixels == "labelled" else None)
-        loss = L.w_ce_real_backbone * e_ce + L.w_kl * e_kl
+        loss = L.w_ce_real_backbone * e_ce + L.w_kl * self.kl_scale * e_kl
 
         # D and C on detached real features
         gan_real, cls_real = m.discriminator(real.detach())
@@ -453,6 +455,8 @@ class Trainer:
         decay for the Adam rates (`adam_schedule`); both counted from the stage's start."""
         t = self.cfg.train
         step = iteration - stage_starts(t)[self.stage]
+        warmup = self.cfg.loss.kl_warmup
+        self.losses.kl_scale = min(1.0, iteration / warmup) if warmup else 1.0
         if self.stage in ("train", "self-train"):
             base, span = poly_schedule(t, self.stage)
             for g in self.optimizers["backbone"].param_groups:

@@ -109,6 +109,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "loss.mmd_sigmas": POSITIVE,
     "loss.mmd_max_pixels": COUNT,
     "loss.kl_pixels": one_of("labelled", "all"),
+    "loss.kl_warmup": NONNEGATIVE_COUNT,
     "train.iters": NONNEGATIVE_COUNT,
     "train.finetune_iters": NONNEGATIVE_COUNT,
     "train.switch_every": COUNT,

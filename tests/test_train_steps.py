@@ -264,3 +264,16 @@ def test_only_all_lets_the_adversarial_loss_reach_cm(latent_grad, cm_learns):
     loss.backward()
     grads = [p.grad for p in tr.model.context.parameters() if p.grad is not None]
     assert (sum(g.abs().sum().item() for g in grads) > 0) == cm_learns
+
+
+def test_kl_warmup_ramps_the_kl_weight_from_zero():
+    tr = _trainer()
+    tr.cfg = tr.cfg.replace(loss=dataclasses.replace(tr.cfg.loss, kl_warmup=10))
+    scales = []
+    for it in (0, 5, 10, 20):
+        tr.set_lr(it)
+        scales.append(tr.losses.kl_scale)
+    assert scales == [0.0, 0.5, 1.0, 1.0]
+    tr.cfg = tr.cfg.replace(loss=dataclasses.replace(tr.cfg.loss, kl_warmup=0))
+    tr.set_lr(0)
+    assert tr.losses.kl_scale == 1.0
