@@ -167,6 +167,10 @@ class TrainConfig:
     # configs_st_transfer_voc.yaml dis_scheduler / gen_scheduler
     st_finetune_decay_d: tuple[float, float, float] = (5_000, 2_500, 0.5)
     st_finetune_decay_g: tuple[float, float, float] = (5_000, 2_500, 0.5)
+    # CaGNet's codes in fake-feature steps: "prior" (z ~ N(0, I), model.py step2, official) |
+    # "real" (codes of the last real batch's labelled pixels, drawn at random: fakes take
+    # the contexts real pixels have, whether or not the KL made the codes look like N(0, I))
+    fake_codes: str = "prior"
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
     seed: int = 0
     num_workers: int = 4

@@ -171,6 +171,7 @@ class StepLosses(nn.Module):
         self.loss = cfg.loss
         self.fake_map_size = cfg.train.fake_map_size
         self.latent_grad = cfg.model.latent_grad
+        self.fake_codes = cfg.train.fake_codes
         # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr)
         self.kl_scale = 1.0
         ids = sorted(set(seen) | set(unseen))
@@ -180,7 +181,7 @@ class StepLosses(nn.Module):
 
     def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
         if kind == "fake":
-            return self.fake_step(x)
+            return self.fake_step(x, labels)
         return self.real_step(x, labels, train_backbone=kind in ("real", "self-train"),
                               finetune=kind != "real")
 
@@ -243,7 +244,10 @@ class StepLosses(nn.Module):
 
         parts = torch.stack([loss, e_ce, e_kl, d_gan, d_ce_real, d_ce_fake,
                              g_gan, g_content, g_ce]).detach().float()
-        return loss, parts, y
+        codes = None
+        if self.fake_codes == "real" and ctx is not None:
+            codes = torch.where(valid.unsqueeze(1), ctx.z.detach(), torch.nan)  # (B, d, h, w)
+        return loss, parts, (y, codes)
 
     def content_code(self, out: dict, train_backbone: bool) -> Tensor | None:
         """The code z the content loss's fake reads, with a gradient to CM only, when
@@ -260,15 +264,20 @@ class StepLosses(nn.Module):
         draws = torch.multinomial(self.fake_probs, n, replacement=True)
         return self.fake_classes[draws].view(batch, *size)
 
-    def fake_step(self, like: Tensor) -> tuple[Tensor, Tensor, Any]:
+    def fake_step(self, like: Tensor, codes: Tensor | None = None) -> tuple[Tensor, Tensor, Any]:
         """A fake-feature block's step (model.py step2) on random label maps of the shape of
-        ``like`` (B, h, w), a real step's label map (or ``train.fake_map_size`` square)."""
+        ``like`` (B, h, w), a real step's label map (or ``train.fake_map_size`` square).
+
+        CaGNet's codes are z ~ N(0, I) (official), or, given ``codes`` (B, d, h, w) from a real
+        step (NaN at unlabelled pixels; ``train.fake_codes = "real"``), real pixels' codes
+        drawn at random, so that each fake takes the context of some real pixel."""
         m, L = self.model, self.loss
         size = like.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
         y_fake = self.random_labels(like.shape[0], tuple(size))
+        z = None if codes is None else draw_codes(codes, y_fake.shape)
         train_g = L.w_ce_fake_g_transfer != 0
         with torch.set_grad_enabled(train_g and torch.is_grad_enabled()):
-            fake = m.generate(y_fake)  # z ~ N(0, I)
+            fake = m.generate(y_fake, z)  # z ~ N(0, I) when z is None
         zero = fake.new_zeros((), dtype=torch.float32)
         d_ce_fake = segmentation_ce(m.classify(fake.detach()), y_fake)
         g_ce = segmentation_ce(call_frozen(m.discriminator, fake)[1], y_fake) if train_g else zero
@@ -276,6 +285,18 @@ class StepLosses(nn.Module):
         parts = torch.stack([loss, zero, zero, zero, zero, d_ce_fake,
                              zero, zero, g_ce]).detach().float()
         return loss, parts, None
+
+
+def draw_codes(codes: Tensor, shape: torch.Size) -> Tensor | None:
+    """A code map (B', d, h', w') for label maps of ``shape`` (B', h', w'): every pixel's code
+    drawn with replacement from the labelled (non-NaN) pixels of ``codes`` (B, d, h, w);
+    None when no pixel is labelled."""
+    pool = codes.permute(0, 2, 3, 1).flatten(0, 2)  # (B h w, d)
+    pool = pool[~pool.isnan().any(1)]
+    if pool.shape[0] == 0:
+        return None
+    idx = torch.randint(pool.shape[0], (shape.numel(),), device=pool.device)
+    return pool[idx].view(*shape, -1).permute(0, 3, 1, 2)  # (B', d, h', w')
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -397,7 +418,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.amp_dtype == torch.float16)
         self.losses = StepLosses(self.model, cfg, seen, unseen).to(self.device)
-        self.kept: Tensor | None = None  # the last real step's label map (B, h, w): its shape
+        # the last real step's label map (B, h, w), for its shape, and its codes (train.fake_codes)
+        self.kept: tuple[Tensor, Tensor | None] | None = None
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.unseen = list(unseen)  # the classes self-training pseudo-labels
         # what E and CM train (not frozen BatchNorm, nor an "official" selector): frozen in
@@ -507,7 +529,7 @@ class Trainer:
             raise RuntimeError("a fine-tuning step needs the label map of a training step")
         if iteration is not None:
             self.set_lr(iteration)
-        return self._update("fake", self.kept, self.kept)
+        return self._update("fake", *self.kept)
 
     def health(self, images: Tensor, labels: Tensor) -> dict[str, float]:
         """CM's instruments (`cagnet.diagnostics`) on a batch, with its weight and gradient
@@ -522,7 +544,8 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scaler": self.scaler.state_dict(),
-            "kept": self.kept if self.kept is not None and self.stage in FROZEN_STAGES else None,
+            "kept": (list(self.kept) if self.kept is not None and self.stage in FROZEN_STAGES
+                     else None),
         }
 
     def load_state_dict(self, state: dict[str, Any], iteration: int) -> None:
@@ -538,10 +561,11 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         kept = state.get("kept")
-        if isinstance(kept, (list, tuple)):  # older checkpoints kept (features, labels)
-            kept = kept[-1]
         if kept is not None:
-            self.kept = kept.to(self.device)
+            y, codes = kept
+            if y.dim() == 4:  # older checkpoints kept (real features, labels)
+                y, codes = codes, None
+            self.kept = (y.to(self.device), None if codes is None else codes.to(self.device))
 
     def all_finite(self) -> bool:
         """No NaN/inf loss since the last check, in any process, and finite weights (one sync)."""

@@ -124,6 +124,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "train.finetune_decay_g": STEP_DECAY,
     "train.top_p": COUNT,
     "train.fake_map_size": COUNT,
+    "train.fake_codes": one_of("prior", "real"),
     "train.seed": SEED,
     "train.num_workers": NONNEGATIVE_COUNT,
     "train.log_every": COUNT,

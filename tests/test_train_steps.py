@@ -277,3 +277,33 @@ def test_kl_warmup_ramps_the_kl_weight_from_zero():
     tr.cfg = tr.cfg.replace(loss=dataclasses.replace(tr.cfg.loss, kl_warmup=0))
     tr.set_lr(0)
     assert tr.losses.kl_scale == 1.0
+
+
+def test_real_fake_codes_are_drawn_from_labelled_pixels_only():
+    from cagnet.train import draw_codes
+    codes = torch.full((2, 3, 4, 4), float("nan"))
+    codes[0, :, 1, 2] = torch.tensor([1.0, 2.0, 3.0])
+    codes[1, :, 3, 0] = torch.tensor([-1.0, -2.0, -3.0])
+    z = draw_codes(codes, torch.Size((3, 5, 5)))
+    assert z.shape == (3, 3, 5, 5)
+    pixels = {tuple(v.tolist()) for v in z.permute(0, 2, 3, 1).reshape(-1, 3)}
+    assert pixels == {(1.0, 2.0, 3.0), (-1.0, -2.0, -3.0)}
+    assert draw_codes(torch.full((1, 3, 2, 2), float("nan")), torch.Size((1, 2, 2))) is None
+
+
+def test_fine_tuning_with_real_codes_feeds_g_the_kept_codes():
+    tr = _trainer(train={"fake_codes": "real"})
+    tr.set_stage("finetune")
+    x, y = _batch()
+    tr.train_step(x, y, tr.cfg.train.iters)
+    y_kept, codes = tr.kept
+    assert codes is not None and codes.shape[1] == tr.cfg.model.embed_dim
+    labelled = y_kept != 255
+    assert torch.isnan(codes).any(1).eq(~labelled).all()  # NaN exactly where unlabelled
+    seen = []
+    tr.model.generate = lambda labels, latent=None, detach=True: seen.append(latent) or \
+        torch.zeros(labels.shape[0], tr.cfg.model.embed_dim, *labels.shape[-2:])
+    tr.losses.fake_step(*tr.kept)
+    pool = {tuple(v.tolist()) for v in codes.permute(0, 2, 3, 1)[labelled]}
+    drawn = {tuple(v.tolist()) for v in seen[0].permute(0, 2, 3, 1).reshape(-1, codes.shape[1])}
+    assert drawn <= pool
