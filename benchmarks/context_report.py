@@ -5,7 +5,8 @@
 For each checkpoint: CM's instruments on the test images (`cagnet.diagnostics`), a linear
 probe on mu that predicts the stuff a thing lies on (trained on training images, scored on
 test images, with chance), how much closer G(w, own mu) lands to the real feature than
-G(w, another image's mu), and seen / unseen mIoU on the pixels of each context. Methods
+G(w, another image's mu), whether G still draws the class it is asked for when given a
+pixel's own code (`class_fidelity`), and seen / unseen mIoU on the pixels of each context. Methods
 without CM report the per-context scores only.
 """
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cagnet.checkpoint import load_model  # noqa: E402
 from cagnet.context_eval import (  # noqa: E402
+    class_fidelity,
     context_probe,
     generator_gain,
     per_context_scores,
@@ -50,6 +52,8 @@ def report(path: str, images: int) -> dict:
            "split": cfg.data.split,
            "per_context": per_context_scores(model, batches(test, images), classes, stuff,
                                              STUFF)}
+    if model.generator is not None:
+        out["fidelity"] = class_fidelity(model, batches(test, images))
     if model.context is not None:
         out["health"] = dataset_health(model, batches(test, images), torch.device("cpu"))
         tr = thing_codes(model, batches(train, images), stuff)

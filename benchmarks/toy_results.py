@@ -3,6 +3,7 @@
     python benchmarks/toy_results.py                     # 3 methods x 2 splits x seed 0
     python benchmarks/toy_results.py --seeds 0,1,2 --splits default,alt
     python benchmarks/toy_results.py --methods "zs3net,seen-only@0,cagnet:loss.w_kl=1@0+1"
+    python benchmarks/toy_results.py --methods 'cagnet,kl1=cagnet:loss.w_kl=1'  # named
 
 Each run is ``cagnet train --preset toy --method M --split S --seed N --resume`` in a fresh
 process, kept in the folder `cagnet.book.run_dir` names, so the book's notebooks load these
@@ -31,7 +32,9 @@ from cagnet.train import config_with  # noqa: E402
 
 
 def variant(spec: str) -> tuple[str, dict[str, dict]]:
-    """``"cagnet"`` or ``"cagnet:model.detach_latent=true"`` -> (method, config overrides)."""
+    """``"cagnet"``, ``"cagnet:model.latent_grad=\"all\""`` or ``"NAME=cagnet:..."`` (a name
+    for the table) -> (method, config overrides)."""
+    spec = spec_body(spec)
     method, _, rest = spec.partition(":")
     over: dict[str, dict] = {}
     for pair in filter(None, rest.split(";")):
@@ -39,6 +42,18 @@ def variant(spec: str) -> tuple[str, dict[str, dict]]:
         section, _, name = key.partition(".")
         over.setdefault(section, {})[name] = json.loads(raw)
     return method, over
+
+
+def spec_body(spec: str) -> str:
+    """``"NAME=METHOD:..."`` -> ``"METHOD:..."``; a spec without a name is its own."""
+    name, eq, body = spec.partition("=")
+    return body if eq and ":" not in name else spec
+
+
+def spec_name(spec: str) -> str:
+    """The name a run is shown under: NAME of ``"NAME=METHOD:..."``, else the spec."""
+    body = spec_body(spec)
+    return spec[: len(spec) - len(body) - 1] if body != spec else spec
 
 
 def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
@@ -59,7 +74,7 @@ def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
         [sys.executable, str(ROOT / "benchmarks" / "context_report.py"),
          str(out / "checkpoint.pt")], check=True, cwd=ROOT, env=env, capture_output=True,
         text=True).stdout)
-    return {"method": spec, "split": split, "seed": seed, "context": report,
+    return {"method": spec_name(spec), "spec": spec_body(spec), "split": split, "seed": seed, "context": report,
             "seen": m["miou_seen"], "unseen": m["miou_unseen"], "hiou": m["hiou"],
             "calibration": c["calibration"], "seen_cal": c["miou_seen"],
             "unseen_cal": c["miou_unseen"], "hiou_cal": c["hiou"],
@@ -95,8 +110,9 @@ def code_table(rows: list[dict]) -> str:
     """Per run with a contextual module: CM's instruments on the test images, the context
     probe on mu and the generator's gain from the pixel's own code."""
     head = ("| method | split | seed | active units (m1 / m2 / m3 / fused) | spread of mu | KL "
-            "| selector spread | probe on mu (chance) | G: own code closer by |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            "| selector spread | probe on mu (chance) | G: own code closer by "
+            "| G draws the asked class: own code / N(0, I) (C reads the pixel's class) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         c = r.get("context", {})
@@ -107,8 +123,15 @@ def code_table(rows: list[dict]) -> str:
                                                   "active_fused"))
         body += (f"| {r['method']} | {r['split']} | {r['seed']} | {act} | {h['mu_spread']:.3g} "
                  f"| {h['kl']:.2g} | {h['selector_spread']:.3g} | {p['probe_acc']:.2f} "
-                 f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% |\n")
+                 f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% | {fidelity(c)} |\n")
     return head + body if body else ""
+
+
+def fidelity(context: dict) -> str:
+    f = context.get("fidelity")
+    if not f:
+        return "—"
+    return f"{f['asked']:.2f} / {f['asked_prior']:.2f} ({f['own']:.2f})"
 
 
 def context_table(rows: list[dict]) -> str:

@@ -109,6 +109,10 @@ class LossConfig:
     w_gan_g: float = 1.0  # G: adversarial (lambda_G_GAN)
     w_content: float = 50.0  # G: content, MMD or L2 (lambda_G_Content)
     w_ce_fake_g: float = 0.0  # G, real-image steps: CE on its fakes (lambda_G_cls)
+    # CM: keep the pixel's class out of the code. A linear probe Q learns to read the class
+    # from mu (trained with D/C); CM, run on E(x) detached, is pushed to make Q's guess
+    # uniform, with this weight (0: off, as in the official code; a deviation)
+    w_code_adv: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ thing pixel the most frequent stuff class within ``radius`` feature cells around
 - `generator_gain`: how much closer G(w, mu) lands to the real feature f of the same
   pixel than G(w, mu') with mu' taken from the same position of another image:
   ``1 - mean ||G(w, mu) - f|| / mean ||G(w, mu') - f||`` (0: G ignores the code);
+- `class_fidelity`: G asked for another class than the pixel's, with the pixel's own code:
+  how often C reads the asked class, and how often the pixel's true class (a code that has
+  learnt the class itself overrides the embedding: no transfer to unseen classes);
 - `per_context_scores`: seen / unseen mIoU computed separately on the pixels of each
   context, so one sees *where* a method fails.
 """
@@ -112,6 +115,40 @@ def generator_gain(model, batches) -> dict[str, float]:
         other += d_other.sum().item()
     return {"dist_own": own, "dist_other": other,
             "gain": 1.0 - own / other if other > 0 else 0.0}
+
+
+@torch.no_grad()
+def class_fidelity(model, batches, seed: int = 0) -> dict[str, float]:
+    """G(w of an asked class, the pixel's own mu) classified by C, over labelled pixels.
+
+    Each labelled pixel asks for a class other than its own, drawn uniformly. Returns
+    ``asked`` (the share C gives the asked class) and ``own`` (the share it gives the pixel's
+    true class); with codes drawn from N(0, I) instead: ``asked_prior``. Without CM (ZS3Net)
+    G reads its own noise and ``asked`` equals ``asked_prior`` in distribution.
+    """
+    dev = next(model.parameters()).device
+    K = model.num_classes
+    g = torch.Generator(device=dev).manual_seed(seed)
+    n = asked = own = asked_prior = 0
+    for images, labels in batches:
+        images = images.to(dev)
+        if model.context is not None:
+            f, mu = codes(model, images)
+        else:
+            model.eval()
+            f, mu = torch.sigmoid(model.backbone(images)), None
+        y = resize_labels(labels.to(dev), f.shape[-2:])
+        valid = y != IGNORE
+        shift = torch.randint(1, K, y.shape, generator=g, device=dev)
+        other = torch.where(valid, (y + shift) % K, y)
+        pred = model.classify(model.generate(other, mu)).argmax(1)
+        prior = model.classify(model.generate(other, None)).argmax(1)
+        n += int(valid.sum())
+        asked += int((pred == other)[valid].sum())
+        own += int((pred == y)[valid].sum())
+        asked_prior += int((prior == other)[valid].sum())
+    n = max(n, 1)
+    return {"asked": asked / n, "own": own / n, "asked_prior": asked_prior / n}
 
 
 @torch.no_grad()

@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
@@ -84,6 +85,7 @@ from cagnet.errors import CagnetError, ConfigError
 from cagnet.evaluate import evaluate_calibrations, write_metrics
 from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, segmentation_ce
 from cagnet.models import CaGNet
+from cagnet.models.context import ContextOutput
 from cagnet.selftrain import label_batch
 
 IGNORE = 255
@@ -224,9 +226,12 @@ class StepLosses(nn.Module):
             # z reaches G detached (official), or with its gradient into CM and E ("all")
             z = ctx.z if ctx is not None else None
             fake = m.generate(y, z, detach=self.latent_grad != "all" or not train_backbone)
-            z_content = self.content_code(out, train_backbone)
+            ctx_cm = self.cm_only(out, train_backbone)
             # "content": the content loss reads a fake of its own, from z with CM's gradient
-            fake_content = fake if z_content is None else m.generate(y, z_content, detach=False)
+            fake_content = (m.generate(y, ctx_cm.z, detach=False)
+                            if ctx_cm is not None and self.latent_grad == "content" else fake)
+            q_ce, confusion = self.code_adversary(ctx_cm, y)
+            loss = loss + q_ce + L.w_code_adv * confusion
             gan_fake, cls_fake = m.discriminator(fake.detach())
             d_gan = (gan_loss(gan_real, True, L.gan, valid)
                      + gan_loss(gan_fake, False, L.gan, valid))
@@ -249,14 +254,31 @@ class StepLosses(nn.Module):
             codes = torch.where(valid.unsqueeze(1), ctx.z.detach(), torch.nan)  # (B, d, h, w)
         return loss, parts, (y, codes)
 
-    def content_code(self, out: dict, train_backbone: bool) -> Tensor | None:
-        """The code z the content loss's fake reads, with a gradient to CM only, when
-        ``model.latent_grad`` is "content": CM again on E(x) detached, with the same noise
-        draw, so the value equals ``out["ctx"].z`` (None otherwise: one fake serves all)."""
+    def cm_only(self, out: dict, train_backbone: bool) -> ContextOutput | None:
+        """CM again on E(x) detached, with the same noise draw (the values equal
+        ``out["ctx"]``'s), for the losses that must train CM but not E: the content loss
+        (``model.latent_grad`` "content") and the code's class adversary (``loss.w_code_adv``).
+        None when neither is on or E and CM are frozen."""
         ctx = out["ctx"]
-        if ctx is None or not train_backbone or self.latent_grad != "content":
+        wanted = self.latent_grad == "content" or self.model.code_probe is not None
+        if ctx is None or not train_backbone or not wanted:
             return None
-        return self.model.context(out["aspp"].detach(), eps=ctx.eps).z
+        return self.model.context(out["aspp"].detach(), eps=ctx.eps)
+
+    def code_adversary(self, ctx_cm: ContextOutput | None, y: Tensor) -> tuple[Tensor, Tensor]:
+        """(Q's CE on mu detached, CM's confusion loss): Q learns the class of each labelled
+        pixel from its code mu; CM is pushed towards Q's uniform guess (mean -log softmax)."""
+        q = self.model.code_probe
+        if q is None or ctx_cm is None:
+            zero = y.new_zeros((), dtype=torch.float32)
+            return zero, zero
+        valid = y != IGNORE
+        mu = ctx_cm.mu.permute(0, 2, 3, 1)[valid]  # (N, d)
+        n = valid.sum().clamp_min(1)  # no host sync; 0 labelled pixels give 0 losses
+        q_ce = F.cross_entropy(q(mu.detach()).float(), y[valid].long(), reduction="sum") / n
+        logp = F.log_softmax(call_frozen(q, mu).float(), dim=1)  # (N, K)
+        confusion = -logp.sum() / (n * logp.shape[1])
+        return q_ce, confusion
 
     def random_labels(self, batch: int, size: tuple[int, int]) -> Tensor:
         """A label map (batch, h, w) of i.i.d. pixels over seen + unseen, unseen up-weighted."""
@@ -365,7 +387,10 @@ def build_adam(model: CaGNet, tcfg: TrainConfig, device: torch.device,
     fused = True if device.type == "cuda" else None
     rates = adam_schedule(tcfg, stage)
     lr_d, lr_g = rates["discriminator"][0], rates["generator"][0]
-    opts = {"discriminator": torch.optim.Adam(model.discriminator.parameters(), lr=lr_d,
+    d_params = list(model.discriminator.parameters())
+    if model.code_probe is not None:  # Q learns with D/C
+        d_params += list(model.code_probe.parameters())
+    opts = {"discriminator": torch.optim.Adam(d_params, lr=lr_d,
                                               betas=tcfg.adam_betas,
                                               weight_decay=tcfg.weight_decay_d, fused=fused)}
     if model.generator is not None:

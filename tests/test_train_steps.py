@@ -307,3 +307,23 @@ def test_fine_tuning_with_real_codes_feeds_g_the_kept_codes():
     pool = {tuple(v.tolist()) for v in codes.permute(0, 2, 3, 1)[labelled]}
     drawn = {tuple(v.tolist()) for v in seen[0].permute(0, 2, 3, 1).reshape(-1, codes.shape[1])}
     assert drawn <= pool
+
+
+def test_code_adversary_trains_q_and_pushes_cm_but_not_e():
+    zero = dict(w_ce_real_backbone=0.0, w_kl=0.0, w_ce_real=0.0, w_gan_g=0.0, w_content=0.0,
+                w_ce_fake_g=0.0)
+    tr = _trainer(w_code_adv=1.0, **zero)
+    m = tr.model
+    assert m.code_probe is not None
+    assert any(p is m.code_probe.weight for g in tr.optimizers["discriminator"].param_groups
+               for p in g["params"])
+    m.train()
+    loss, _, _ = tr.losses("real", *_batch())
+    loss.backward()
+
+    def grad(module):
+        return sum(p.grad.abs().sum().item() for p in module.parameters() if p.grad is not None)
+
+    assert grad(m.code_probe) > 0 and grad(m.context) > 0
+    assert grad(m.backbone) == 0  # the class must stay in E's features
+    assert _trainer().model.code_probe is None  # off by default: the official model

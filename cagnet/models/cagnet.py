@@ -52,6 +52,10 @@ class CaGNet(nn.Module):
             gen_cls(d, d, m.generator_hidden, d, m.generator_dropout) if gen_cls else None
         )
         self.discriminator = Discriminator(d, m.disc_hidden, num_classes, m.disc_dropout)  # D, C
+        # Q: a linear probe that reads the pixel's class from its code mu; CM learns to leave
+        # it guessing (loss.w_code_adv > 0 only; a deviation that keeps the class out of z)
+        self.code_probe = (nn.Linear(d, num_classes)
+                           if cfg.method == "cagnet" and cfg.loss.w_code_adv > 0 else None)
         self.register_buffer("class_embeddings", emb)  # (K, d)
         if m.init not in ("kaiming", "default"):
             raise ConfigError(f"unknown model.init {m.init!r}; choose 'kaiming' or 'default'")
