@@ -8,8 +8,10 @@ Each variant is the toy preset with a few `--set` overrides, trained for the fir
 there) with ``cagnet train ... --resume`` in its own folder under ``--root`` (a finished
 run is only scored again), then read by `benchmarks/context_report.py`: CM's instruments
 on the test images, the linear probe on mu for the stuff a thing lies on, how much closer
-G(w, own mu) lands to the real feature than G(w, another image's mu), and the seen mIoU
-the segmentation network reached. Writes a markdown table (``--markdown``) and JSON
+G(w, own mu) lands to the real feature than G(w, another image's mu), whether G, given a
+pixel's own code, still draws the class it is asked for (`cagnet.context_eval.class_fidelity`),
+and the seen mIoU the segmentation network reached. Writes a markdown table
+(``--markdown``) and JSON
 (``--json``) and prints one JSON line per variant.
 """
 
@@ -64,17 +66,21 @@ def run_one(name: str, root: Path, iters: int, threads: int) -> dict:
         text=True).stdout)
     return {"variant": name, "what": what, "sets": list(sets), "iters": iters,
             "seen": metrics["miou_seen"], **report["health"], **report["probe"],
-            "gain": report["generator"]["gain"], "train_s": round(metrics["wall_time_s"], 1)}
+            "gain": report["generator"]["gain"], "asked": report["fidelity"]["asked"],
+            "own": report["fidelity"]["own"], "asked_prior": report["fidelity"]["asked_prior"],
+            "train_s": round(metrics["wall_time_s"], 1)}
 
 
 def markdown(rows: list[dict]) -> str:
     head = ("| variant | what changes | seen mIoU | active units, fused | spread of mu "
-            "| mean sigma | KL per element | probe on mu (chance) | G: own code closer by |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            "| mean sigma | KL per element | probe on mu (chance) | G: own code closer by "
+            "| G draws the asked class: own code / N(0, I) (C reads the pixel's class) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(
         f"| {r['variant']} | {r['what']} | {r['seen']:.3f} | {r['active_fused']:.2f} "
         f"| {r['mu_spread']:.3g} | {r['sigma_mean']:.2f} | {r['kl']:.2g} "
-        f"| {r['probe_acc']:.2f} ({r['chance']:.2f}) | {100 * r['gain']:.1f}% |\n"
+        f"| {r['probe_acc']:.2f} ({r['chance']:.2f}) | {100 * r['gain']:.1f}% "
+        f"| {r['asked']:.2f} / {r['asked_prior']:.2f} ({r['own']:.2f}) |\n"
         for r in rows)
 
 

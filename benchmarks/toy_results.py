@@ -74,7 +74,8 @@ def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
         [sys.executable, str(ROOT / "benchmarks" / "context_report.py"),
          str(out / "checkpoint.pt")], check=True, cwd=ROOT, env=env, capture_output=True,
         text=True).stdout)
-    return {"method": spec_name(spec), "spec": spec_body(spec), "split": split, "seed": seed, "context": report,
+    return {"method": spec_name(spec), "spec": spec_body(spec), "split": split, "seed": seed,
+            "context": report,
             "seen": m["miou_seen"], "unseen": m["miou_unseen"], "hiou": m["hiou"],
             "calibration": c["calibration"], "seen_cal": c["miou_seen"],
             "unseen_cal": c["miou_unseen"], "hiou_cal": c["hiou"],

@@ -38,3 +38,11 @@ def toy_run(method: str = "cagnet", cfg: Config | None = None,
     """
     cfg = (cfg if cfg is not None else get_preset("toy")).replace(method=method)
     return fit(cfg, out_dir=run_dir(cfg), resume=True, progress=progress)
+
+
+def book_results(name: str) -> dict | list | None:
+    """The JSON a benchmark wrote into the book's folder (``book/<name>.json``, e.g.
+    ``results_toy`` from `benchmarks/toy_results.py`, ``latent_screen`` from
+    `benchmarks/latent_screen.py`), or None outside a checkout of the repository."""
+    path = Path(__file__).resolve().parents[1] / "book" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None

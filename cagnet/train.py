@@ -159,11 +159,12 @@ class StepLosses(nn.Module):
     - ``"real-frozen"``: the same with E and CM frozen (no graph through the backbone);
     - ``"self-train"``: ``"real"`` with D/C's fine-tuning CE weights (labels pseudo-labelled);
     - ``"fake"``: fine-tuning step on generated features, x = a real step's label map (B, h, w)
-      (only its shape is read), labels unused.
+      (only its shape is read), labels = that step's codes or None (`fake_step`).
 
     Returns ``(total, parts, kept)``: the scalar to differentiate, the detached loss terms
     (a (len(LOSS_NAMES),) float32 vector) and, for the real steps, the label map (B, h, w)
-    at the features' size, whose shape the fake-feature steps' label maps take. Routing every step through ``forward`` lets
+    at the features' size, whose shape the fake-feature steps' label maps take, and its
+    codes (``train.fake_codes = "real"``; else None). Routing every step through ``forward`` lets
     ``DistributedDataParallel`` wrap this module.
     """
 
