@@ -3,7 +3,8 @@
     python benchmarks/toy_results.py                     # 3 methods x 2 splits x seed 0
     python benchmarks/toy_results.py --seeds 0,1,2 --splits default,alt
     python benchmarks/toy_results.py --methods "zs3net,seen-only@0,cagnet:loss.w_kl=1@0+1"
-    python benchmarks/toy_results.py --methods 'cagnet,kl1=cagnet:loss.w_kl=1'  # named
+    python benchmarks/toy_results.py --methods 'cagnet,kl1=cagnet:loss.w_kl=1@0/default'
+    # (a named variant, seed 0 on the default split only)
 
 Each run is ``cagnet train --preset toy --method M --split S --seed N --resume`` in a fresh
 process, kept in the folder `cagnet.book.run_dir` names, so the book's notebooks load these
@@ -188,10 +189,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         splits = list(SPLITS["toy"])[:2]
     runs = []
-    for spec in args.methods.split(","):  # "METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED]"
+    # "[NAME=]METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED[/SPLIT+SPLIT]]"
+    for spec in args.methods.split(","):
         spec, _, own = spec.partition("@")
-        seeds = own.split("+") if own else args.seeds.split(",")
-        runs += [(spec, split, int(seed)) for split in splits for seed in seeds]
+        own_seeds, _, own_splits = own.partition("/")
+        seeds = own_seeds.split("+") if own_seeds else args.seeds.split(",")
+        runs += [(spec, split, int(seed))
+                 for split in (own_splits.split("+") if own_splits else splits)
+                 for seed in seeds]
     threads = 1 if args.jobs > 1 else (os.cpu_count() or 1)
 
     def one(run: tuple[str, str, int]) -> dict:

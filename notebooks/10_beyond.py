@@ -212,7 +212,31 @@ for top_p in (1, 2, 3):
           f"pseudo-labelled, {right:.0%} of them correctly")
 
 # %% [markdown]
-# It helps when the pseudo-labels are mostly right.
+# It helps when the pseudo-labels are mostly right. Whether it helps here was measured
+# with whole runs: `benchmarks/toy_results.py` continues each finished CaGNet run of the
+# results page with the toy preset's self-training stage (500 iterations on pseudo-labelled
+# batches, then 1333 iterations of fine-tuning, the official schedule scaled to the toy
+# run) and scores it on the test images:
+
+# %%
+from cagnet.book import book_results  # noqa: E402
+
+runs = (book_results("results_toy") or {}).get("runs", [])
+base = {(r["split"], r["seed"]): r for r in runs if r.get("spec", r["method"]) == "cagnet"}
+pairs = [(base[(r["split"], r["seed"])], r) for r in runs
+         if "self_train" in r.get("spec", "") and (r["split"], r["seed"]) in base]
+print(f"{'split':8s} {'seed':>4s}   {'seen':>13s} {'unseen':>13s} {'hIoU':>13s}   (without -> with)")
+for b, st in pairs:
+    print(f"{b['split']:8s} {b['seed']:4d}   " + "   ".join(
+        f"{b[k]:.3f} -> {st[k]:.3f}" for k in ("seen", "unseen", "hiou")))
+if pairs:
+    gains = [st["hiou"] - b["hiou"] for b, st in pairs]
+    print(f"hIoU change with self-training: {', '.join(f'{g:+.3f}' for g in gains)} "
+          f"(mean {sum(gains) / len(gains):+.3f} over {len(gains)} runs)")
+else:
+    print("no self-training runs in book/results_toy.json: run benchmarks/toy_results.py "
+          "with --methods 'cagnet,cagnet+st=cagnet:train.self_train=true'")
+
 #
 # ## 3. From pixels to patches
 #

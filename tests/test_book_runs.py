@@ -1,17 +1,15 @@
 """`cagnet.book.toy_run`: the book's shared runs train once, then load; configs never mix."""
 
+from small import small_toy
+
 from cagnet.book import run_dir, toy_run
-from cagnet.config import get_preset
 from cagnet.train import config_with
 
 
 def _tiny():
-    return config_with(get_preset("toy"),
-                       train=dict(iters=3, finetune_iters=2, switch_every=1, batch_size=4,
-                                  log_every=1, checkpoint_every=2),
-                       data=dict(num_train=16, num_test=8), loss=dict(mmd_max_pixels=64),
-                       model=dict(toy_width=16, context_hidden=16, generator_hidden=(32,),
-                                  disc_hidden=32))
+    return small_toy(train=dict(iters=3, finetune_iters=2, switch_every=1, batch_size=4,
+                                log_every=1, checkpoint_every=2),
+                     data=dict(num_train=16, num_test=8), loss=dict(mmd_max_pixels=64))
 
 
 def test_second_call_loads_the_finished_run_instead_of_training(monkeypatch):

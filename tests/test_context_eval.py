@@ -1,12 +1,11 @@
 """Context measurements: the context map, the probe, the generator's gain; the lit toy world."""
 
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
+from small import small_toy
 
-from cagnet.config import get_preset
 from cagnet.context_eval import context_map, context_probe, generator_gain, per_context_scores
 from cagnet.data import render_toy
 from cagnet.data.splits import class_split
@@ -37,9 +36,7 @@ def test_probe_separates_separable_codes_and_reports_chance():
 
 
 def _model():
-    cfg = get_preset("toy")
-    cfg = cfg.replace(model=dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                                generator_hidden=(32,), disc_hidden=32))
+    cfg = small_toy()
     torch.manual_seed(0)
     return CaGNet(cfg, 20, torch.nn.functional.normalize(torch.randn(20, 64), dim=1)), cfg
 
@@ -82,3 +79,39 @@ def test_lighting_changes_things_by_their_stuff_and_nothing_else():
     assert brightness(2) + 40 < brightness(3)
     with pytest.raises(ValueError, match="lighting"):
         render_toy(1, lighting=1.5)
+
+
+class _CodeCarriesClass(torch.nn.Module):
+    """A stand-in whose 'code' is the one-hot true class and whose G, given a code, draws
+    the class in the code (a code that has learnt the class); from N(0, I) it draws the
+    asked class. C reads a feature's largest channel."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.num_classes, self.w = k, torch.nn.Parameter(torch.zeros(1))
+        self.__dict__["context"] = self.forward  # CM, not registered as a submodule
+
+    def backbone(self, x):
+        return x  # images are one-hot class maps (B, K, h, w) already
+
+    def forward(self, a):
+        return type("Out", (), {"feature": a, "mu": a})()
+
+    def generate(self, labels, latent=None):
+        if latent is None:
+            return torch.nn.functional.one_hot(labels.clamp_max(self.num_classes - 1),
+                                               self.num_classes).permute(0, 3, 1, 2).float()
+        return latent
+
+    def classify(self, f):
+        return f
+
+
+def test_class_fidelity_tells_a_code_that_carries_the_class():
+    from cagnet.context_eval import class_fidelity
+    k = 5
+    y = torch.randint(0, k, (2, 6, 6), generator=torch.Generator().manual_seed(0))
+    y[:, 0] = 255
+    images = torch.nn.functional.one_hot(y.clamp_max(k - 1), k).permute(0, 3, 1, 2).float()
+    r = class_fidelity(_CodeCarriesClass(k), [(images, y)])
+    assert r == {"asked": 0.0, "own": 1.0, "asked_prior": 1.0}

@@ -1,11 +1,10 @@
 """CM's instruments tell a live contextual code from a dead one, without touching training."""
 
-import dataclasses
 
 import pytest
 import torch
+from small import small_toy
 
-from cagnet.config import get_preset
 from cagnet.diagnostics import code_health, format_health, norms, verdict
 from cagnet.models import CaGNet
 
@@ -13,9 +12,7 @@ K = 6
 
 
 def _model(method="cagnet"):
-    cfg = get_preset("toy").replace(method=method)
-    cfg = cfg.replace(model=dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                                generator_hidden=(32,), disc_hidden=32))
+    cfg = small_toy(method)
     torch.manual_seed(0)
     return CaGNet(cfg, K, torch.randn(K, 64))
 

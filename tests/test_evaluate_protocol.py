@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from small import small_toy as shared_small_toy
 
 from cagnet.checkpoint import save_checkpoint
 from cagnet.cli import main
-from cagnet.config import get_preset
 from cagnet.data import ToyWorld, class_split
 from cagnet.errors import ConfigError
 from cagnet.evaluate import (
@@ -96,11 +95,7 @@ def test_test_sizes_and_unknown_protocol():
 
 
 def small_toy():
-    cfg = get_preset("toy")
-    model_cfg = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                    generator_hidden=(32,), generator_dropout=(0.1,),
-                                    disc_hidden=32)
-    return cfg.replace(model=model_cfg, data=dataclasses.replace(cfg.data, num_test=4))
+    return shared_small_toy(model=dict(generator_dropout=(0.1,)), data=dict(num_test=4))
 
 
 def test_a_tiny_cagnet_on_the_toy_world_under_both_protocols():

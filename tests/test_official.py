@@ -9,13 +9,14 @@ import math
 
 import pytest
 import torch
+from small import small_toy, small_trainer
 
 from cagnet.config import get_preset
 from cagnet.losses import kl_divergence, resize_labels
 from cagnet.models import CaGNet
 from cagnet.models.backbone import load_trunk_weights
 from cagnet.models.context import ContextualModule
-from cagnet.train import StepLosses, Trainer
+from cagnet.train import StepLosses
 
 # (our field, official value, "file: key") per preset
 COMMON = [
@@ -122,19 +123,14 @@ def test_paper_preset_matches_the_official_configuration(preset):
 
 
 def _small_cfg(**loss):
-    cfg = get_preset("toy")
-    model = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                generator_hidden=(32,), disc_hidden=32)
-    return cfg.replace(model=model, loss=dataclasses.replace(cfg.loss, **loss))
+    return small_toy(loss=loss)
 
 
 K, SEEN, UNSEEN = 6, [0, 1, 2, 3], [4, 5]
 
 
 def _trainer(**loss):
-    torch.manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(K, 64), dim=1)
-    return Trainer(_small_cfg(**loss), K, SEEN, UNSEEN, emb, "cpu")
+    return small_trainer(_small_cfg(**loss), K, SEEN, UNSEEN)
 
 
 def _batch():

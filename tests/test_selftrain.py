@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+from small import assert_resumes_bit_identical, small_toy, small_trainer
 
 from cagnet.checkpoint import load_checkpoint
 from cagnet.cli import main
@@ -12,8 +13,6 @@ from cagnet.config import get_preset
 from cagnet.errors import ConfigError
 from cagnet.selftrain import pseudo_labels
 from cagnet.train import (
-    Trainer,
-    config_with,
     fit,
     is_finetune_step,
     poly_lr,
@@ -191,15 +190,9 @@ def test_paper_presets_have_the_official_self_training_schedule(preset):
 
 
 def _trainer(**train):
-    cfg = get_preset("toy")
-    small = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                generator_hidden=(32,), disc_hidden=32)
-    cfg = cfg.replace(model=small, train=dataclasses.replace(
-        cfg.train, **({"iters": 2, "finetune_iters": 2, "self_train": True, "st_iters": 10,
-                       "st_finetune_iters": 4} | train)))
-    torch.manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(K, cfg.model.embed_dim), dim=1)
-    return Trainer(cfg, K, SEEN, UNSEEN, emb, "cpu")
+    cfg = small_toy(train={"iters": 2, "finetune_iters": 2, "self_train": True, "st_iters": 10,
+                           "st_finetune_iters": 4} | train)
+    return small_trainer(cfg, K, SEEN, UNSEEN)
 
 
 def _batch():
@@ -278,14 +271,8 @@ def test_train_with_self_train_runs_all_four_stages(tmp_path):
 def _toy(**train):
     schedule = dict(iters=2, finetune_iters=2, switch_every=1, batch_size=4, log_every=1,
                     self_train=True, st_iters=4, st_finetune_iters=2)
-    return config_with(get_preset("toy"), train=schedule | train,
-                       data=dict(num_train=8, num_test=4), loss=dict(mmd_max_pixels=64),
-                       model=dict(toy_width=16, context_hidden=16, generator_hidden=(32,),
-                                  disc_hidden=32))
-
-
-class Crash(Exception):
-    pass
+    return small_toy(train=schedule | train, data=dict(num_train=8, num_test=4),
+                     loss=dict(mmd_max_pixels=64))
 
 
 @pytest.fixture(scope="module")
@@ -301,19 +288,6 @@ def test_a_run_killed_in_self_training_resumes_bit_identical(straight, tmp_path,
     # checkpoint at 4: after the last fine-tuning step, so the resumed run opens self-training
     # with fresh optimisers; at 5: inside self-training, so its optimisers are restored
     cfg = _toy(checkpoint_every=every)
-
-    def crash(record):
-        if record["iteration"] == 7:  # 7 done: inside self-training (0-based iterations 4-7)
-            raise Crash
-
-    with pytest.raises(Crash):
-        fit(cfg, tmp_path / "b", device="cpu", progress=False, evaluate=False, on_log=crash)
-    saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    # killed once 7 is done: inside self-training (0-based iterations 4-7)
+    saved = assert_resumes_bit_identical(straight, cfg, tmp_path / "b", crash_after=7)
     assert saved["iteration"] == every and saved["stage"] == saved_stage
-    resumed = fit(cfg, tmp_path / "b", device="cpu", progress=False, evaluate=False,
-                  resume=True)
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert straight.history == resumed.history

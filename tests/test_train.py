@@ -5,20 +5,18 @@ import math
 
 import pytest
 import torch
+from small import assert_resumes_bit_identical, small_toy
 
 from cagnet.checkpoint import load_checkpoint
-from cagnet.config import get_preset
-from cagnet.train import TrainingDiverged, config_with, fit
+from cagnet.train import TrainingDiverged, fit
 
 
 def _toy(method, **train):
     schedule = dict(iters=4, finetune_iters=6, switch_every=2, batch_size=4, log_every=1,
                     checkpoint_every=3)
     schedule.update(train)
-    return config_with(get_preset("toy").replace(method=method), train=schedule,
-                       data=dict(num_train=24, num_test=8), loss=dict(mmd_max_pixels=64),
-                       model=dict(toy_width=16, context_hidden=16, generator_hidden=(32,),
-                                  disc_hidden=32))
+    return small_toy(method, train=schedule, data=dict(num_train=24, num_test=8),
+                     loss=dict(mmd_max_pixels=64))
 
 
 @pytest.mark.parametrize("method", ["cagnet", "zs3net", "seen-only"])
@@ -35,29 +33,12 @@ def test_each_method_trains_with_finite_losses_and_writes_metrics(method, tmp_pa
     assert m["iteration"] == (4 if method == "seen-only" else 10)
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_killed_and_resumed_run_ends_bit_identical(tmp_path):
     cfg = _toy("cagnet")
     straight = fit(cfg, tmp_path / "a", device="cpu", progress=False, evaluate=False)
-
-    def crash(record):
-        if record["iteration"] == 8:  # two iterations after the checkpoint at 6
-            raise Crash
-
-    with pytest.raises(Crash):
-        fit(cfg, tmp_path / "b", device="cpu", progress=False, evaluate=False, on_log=crash)
-    saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
-    assert saved["iteration"] == 6 and saved["kept"] is not None  # inside a fine-tuning block
-    resumed = fit(cfg, tmp_path / "b", device="cpu", progress=False, evaluate=False,
-                  resume=True)
-    a, b = straight.model.state_dict(), resumed.model.state_dict()
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    assert straight.history == resumed.history
+    # killed two iterations after the checkpoint at 6, inside a fine-tuning block
+    saved = assert_resumes_bit_identical(straight, cfg, tmp_path / "b", crash_after=8)
+    assert saved["iteration"] == 6 and saved["kept"] is not None
 
 
 def test_absurd_learning_rate_stops_with_the_last_good_checkpoint(tmp_path):

@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from small import small_toy, small_trainer
 
 from cagnet.config import get_preset
 from cagnet.train import (
     SeededItems,
     StepLosses,
-    Trainer,
     call_frozen,
     global_batch,
     is_finetune_step,
@@ -22,14 +22,8 @@ K, SEEN, UNSEEN = 6, [0, 1, 2, 3], [4, 5]
 
 
 def _trainer(method="cagnet", amp="off", train=None, **loss):
-    cfg = get_preset("toy").replace(method=method)
-    small = dataclasses.replace(cfg.model, toy_width=16, context_hidden=16,
-                                generator_hidden=(32,), disc_hidden=32)
-    cfg = cfg.replace(model=small, loss=dataclasses.replace(cfg.loss, **loss),
-                      train=dataclasses.replace(cfg.train, amp=amp, **(train or {})))
-    torch.manual_seed(0)
-    emb = torch.nn.functional.normalize(torch.randn(K, cfg.model.embed_dim), dim=1)
-    return Trainer(cfg, K, SEEN, UNSEEN, emb, "cpu")
+    cfg = small_toy(method, loss=loss, train={"amp": amp} | (train or {}))
+    return small_trainer(cfg, K, SEEN, UNSEEN)
 
 
 def _batch(b=2, size=32):
