@@ -587,6 +587,8 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         kept = state.get("kept")
+        if isinstance(kept, Tensor):  # a label map alone (no codes)
+            kept = (kept, None)
         if kept is not None:
             y, codes = kept
             if y.dim() == 4:  # older checkpoints kept (real features, labels)
