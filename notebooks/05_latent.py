@@ -395,6 +395,29 @@ if family:
               f"{min(r['unseen'] for r in dead):.3f} to {max(r['unseen'] for r in dead):.3f}")
 
 # %% [markdown]
+# What the two outputs above say (seed 0; the results page has every run):
+#
+# - **In the screen**, only two settings make codes that $G$ uses: every loss of $G$
+#   reaching CM and $E$ (`all`), which cost the backbone most of its seen mIoU, and the
+#   content loss alone reaching CM with no KL term (`content-l2-sigma-kl0`), which left
+#   segmentation intact. With MMD as the content loss, the gradient through $z$ was large
+#   and noisy and segmentation suffered; with L2 and any KL weight from 1 up, the KL still
+#   won. The probe column shows the other half of the story: even a collapsed $\mu$
+#   names the stuff under a thing far above chance. Context is in the codes; what is
+#   missing is a reason for $G$ to read it.
+# - **In whole runs**, live codes did not transfer. With its own code, $G$ of the
+#   KL-free variant mostly draws *the pixel's class*, whatever class it is asked for: the
+#   code has learnt the class, not only the context, and overrides the embedding. Unseen
+#   fakes then look like seen classes, and unseen mIoU falls to a few hundredths. An
+#   adversary that keeps the class out of $\mu$ (`loss.w_code_adv`) gives the embedding
+#   back its say, and $G$ ignores the code once more.
+#
+# This is the tension in CaGNet's design that the toy world makes visible: a code that is
+# free to describe a pixel describes its class too; a code kept close to
+# $\mathcal{N}(0, I)$ describes nothing. The official weights (KL 100, $\sigma \geq 1$,
+# a detached $z$) sit at the second end on this world.
+
+# %% [markdown]
 # ## Summary
 #
 # - CM predicts a Gaussian N(mu, sigma^2) per pixel; z = mu + eps sigma in training, mu at test.
@@ -403,6 +426,9 @@ if family:
 # - A collapsed code (KL 0, no spread of mu) looks healthy in the losses: the instruments
 #   (active units, spread of mu, KL, selector spread) tell it apart, in training and in
 #   `python -m cagnet eval`.
+# - Letting the content loss reach CM (`model.latent_grad = "content"`) with a weak KL
+#   revives the codes, but they learn the class with the context, and the generator then
+#   ignores the class embedding: measure `class_fidelity` before trusting a live code.
 #
 # ## Exercises
 
