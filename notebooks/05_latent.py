@@ -329,11 +329,12 @@ print(format_health(code_health(model, x, y)))
 from cagnet.book import book_results  # noqa: E402
 
 screen = book_results("latent_screen") or []
-print(f"{'variant':24s} {'seen':>5s} {'mu spread':>9s} {'KL':>8s} {'G gain':>7s} "
-      f"{'asked (own code / N(0,I))':>26s} {'own class':>9s}")
+print(f"{'variant':24s} {'seen':>5s} {'mu spread':>9s} {'KL':>8s} {'probe (chance)':>14s} "
+      f"{'G gain':>7s} {'asked (own code / N(0,I))':>26s} {'own class':>9s}")
 for r in screen:
     print(f"{r['variant']:24s} {r['seen']:5.3f} {r['mu_spread']:9.3g} {r['kl']:8.2g} "
-          f"{100 * r['gain']:6.1f}% {r['asked']:13.2f} / {r['asked_prior']:.2f} {r['own']:11.2f}")
+          f"{r['probe_acc']:7.2f} ({r['chance']:.2f}) {100 * r['gain']:6.1f}% "
+          f"{r['asked']:13.2f} / {r['asked_prior']:.2f} {r['own']:11.2f}")
 if screen:
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6), sharey=True)
     names = [r["variant"] for r in screen]
@@ -365,13 +366,13 @@ runs = (book_results("results_toy") or {}).get("runs", [])
 family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
           and "self_train" not in r.get("spec", "") and "health" in r.get("context", {})]
 print(f"{'method':26s} {'split':8s} {'unseen':>6s} {'hIoU':>5s} {'mu spread':>9s} "
-      f"{'G gain':>7s} {'G draws asked class':>19s}")
+      f"{'G gain':>7s} {'G draws: asked class':>20s} {'pixel class':>11s}")
 for r in family:
     c = r["context"]
     f = c.get("fidelity", {})
     print(f"{r['method']:26s} {r['split']:8s} {r['unseen']:6.3f} {r['hiou']:5.3f} "
           f"{c['health']['mu_spread']:9.3g} {100 * c['generator']['gain']:6.1f}% "
-          f"{f.get('asked', float('nan')):19.2f}")
+          f"{f.get('asked', float('nan')):20.2f} {f.get('own', float('nan')):11.2f}")
 if family:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     xs = [r["context"].get("fidelity", {}).get("asked", np.nan) for r in family]
@@ -383,15 +384,15 @@ if family:
                     xytext=(4, 2), textcoords="offset points")
     ax.set(xlabel="G draws the asked class from a pixel's own code (share)",
            ylabel="unseen mIoU", xlim=(0, 1.05), ylim=(0, None),
-           title="green: live codes (G gain >= 10%); grey: collapsed")
+           title="green: G uses its code (gain >= 10%); grey: G ignores it")
     plt.tight_layout()
     plt.show()
     live = [r for r in family if r["context"]["generator"]["gain"] >= 0.1]
     dead = [r for r in family if r["context"]["generator"]["gain"] < 0.1]
     if live and dead:
         best_live = max(live, key=lambda r: r["unseen"])
-        print(f"best unseen mIoU with live codes: {best_live['unseen']:.3f} "
-              f"({best_live['method']}, {best_live['split']}); with collapsed codes: "
+        print(f"best unseen mIoU with codes G uses: {best_live['unseen']:.3f} "
+              f"({best_live['method']}, {best_live['split']}); with codes G ignores: "
               f"{min(r['unseen'] for r in dead):.3f} to {max(r['unseen'] for r in dead):.3f}")
 
 # %% [markdown]
