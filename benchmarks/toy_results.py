@@ -189,7 +189,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         splits = list(SPLITS["toy"])[:2]
     runs = []
-    # "[NAME=]METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED[/SPLIT+SPLIT]]"
+    # "[NAME=]METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED[/SPLIT+SPLIT]]"; values are JSON
+    # without ",", ";" or "@" (a tuple value cannot be given here)
+    names = [spec_name(spec.partition("@")[0]) for spec in args.methods.split(",")]
+    if len(set(names)) != len(names):
+        p.error(f"two variants share a name in --methods ({', '.join(names)}); name them apart")
     for spec in args.methods.split(","):
         spec, _, own = spec.partition("@")
         own_seeds, _, own_splits = own.partition("/")

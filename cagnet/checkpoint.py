@@ -122,6 +122,8 @@ def check_same_run(state: dict, cfg: Config, path: str | os.PathLike) -> None:
         ("method", saved.method, cfg.method),
         ("model settings", saved.model, cfg.model),
         ("data settings (dataset, split, unseen classes)", saved.data, cfg.data),
+        # the code's class probe exists only with loss.w_code_adv > 0
+        ("loss.w_code_adv (on or off)", saved.loss.w_code_adv > 0, cfg.loss.w_code_adv > 0),
     ):
         if a != b:
             shown = (a, b) if isinstance(a, str) else ("(as saved)", "(as asked)")

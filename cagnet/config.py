@@ -217,10 +217,13 @@ class Config:
                     kw[f.name] = tuple(v) if isinstance(v, list) else v
             return kind(**kw)
 
+        model = dict(d.get("model", {}))
+        if "detach_latent" in model and "latent_grad" not in model:  # older configurations
+            model["latent_grad"] = "none" if model["detach_latent"] else "all"
         return cls(
             name=d["name"],
             method=d.get("method", "cagnet"),
-            model=build(ModelConfig, d.get("model", {})),
+            model=build(ModelConfig, model),
             data=build(DataConfig, d.get("data", {})),
             loss=build(LossConfig, d.get("loss", {})),
             train=build(TrainConfig, d.get("train", {})),

@@ -141,8 +141,10 @@ def class_fidelity(model, batches, seed: int = 0) -> dict[str, float]:
         valid = y != IGNORE
         shift = torch.randint(1, K, y.shape, generator=g, device=dev)
         other = torch.where(valid, (y + shift) % K, y)
-        pred = model.classify(model.generate(other, mu)).argmax(1)
-        prior = model.classify(model.generate(other, None)).argmax(1)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed + n)  # the draws of z ~ N(0, I), seeded
+            pred = model.classify(model.generate(other, mu)).argmax(1)
+            prior = model.classify(model.generate(other, None)).argmax(1)
         n += int(valid.sum())
         asked += int((pred == other)[valid].sum())
         own += int((pred == y)[valid].sum())

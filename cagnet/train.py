@@ -175,8 +175,9 @@ class StepLosses(nn.Module):
         self.fake_map_size = cfg.train.fake_map_size
         self.latent_grad = cfg.model.latent_grad
         self.fake_codes = cfg.train.fake_codes
-        # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr)
-        self.kl_scale = 1.0
+        # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr),
+        # a buffer so that a compiled step does not recompile when it changes
+        self.register_buffer("kl_scale", torch.ones(()), persistent=False)
         ids = sorted(set(seen) | set(unseen))
         weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
         self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
@@ -448,9 +449,11 @@ class Trainer:
         self.kept: tuple[Tensor, Tensor | None] | None = None
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.unseen = list(unseen)  # the classes self-training pseudo-labels
-        # what E and CM train (not frozen BatchNorm, nor an "official" selector): frozen in
-        # fine-tuning, trained again in self-training
-        self.trainable = [p for m in (self.model.backbone, self.model.context) if m is not None
+        # what E and CM train (not frozen BatchNorm, nor an "official" selector), and the
+        # code's class probe Q, which learns only while CM does: frozen in fine-tuning,
+        # trained again in self-training
+        self.trainable = [p for m in (self.model.backbone, self.model.context,
+                                      self.model.code_probe) if m is not None
                           for p in m.parameters() if p.requires_grad]
         self.stage = ""
         self.set_stage("train")
@@ -504,7 +507,7 @@ class Trainer:
         t = self.cfg.train
         step = iteration - stage_starts(t)[self.stage]
         warmup = self.cfg.loss.kl_warmup
-        self.losses.kl_scale = min(1.0, iteration / warmup) if warmup else 1.0
+        self.losses.kl_scale.fill_(min(1.0, iteration / warmup) if warmup else 1.0)
         if self.stage in ("train", "self-train"):
             base, span = poly_schedule(t, self.stage)
             for g in self.optimizers["backbone"].param_groups:

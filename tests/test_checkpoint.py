@@ -77,6 +77,10 @@ def test_resuming_under_another_preset_or_method_is_refused(tmp_path):
         check_same_run(state, get_preset("voc"), "ck.pt")
     with pytest.raises(CheckpointError, match="method"):
         check_same_run(state, get_preset("toy").replace(method="zs3net"), "ck.pt")
+    adv = get_preset("toy")
+    adv = adv.replace(loss=type(adv.loss)(w_code_adv=1.0))  # adds the code's class probe
+    with pytest.raises(CheckpointError, match="w_code_adv"):
+        check_same_run(state, adv, "ck.pt")
 
 
 def test_rng_state_restores_every_generator(tmp_path):

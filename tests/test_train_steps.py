@@ -261,18 +261,21 @@ def test_only_all_lets_the_adversarial_loss_reach_cm(latent_grad, cm_learns):
 
 
 def test_kl_warmup_ramps_the_kl_weight_from_zero():
-    tr = _trainer()
-    tr.cfg = tr.cfg.replace(loss=dataclasses.replace(tr.cfg.loss, kl_warmup=10))
-    scales = []
-    for it in (0, 5, 10, 20):
+    # only the KL term is on: it alone moves CM
+    zero = dict(w_ce_real_backbone=0.0, w_ce_real=0.0, w_gan_g=0.0, w_content=0.0,
+                w_ce_fake_g=0.0, kl_warmup=10)
+    tr = _trainer(**zero)
+    tr.model.train()
+    x, y = _batch()
+    grads = []
+    for it in (0, 5, 10):
         tr.set_lr(it)
-        scales.append(tr.losses.kl_scale)
-    assert scales == [0.0, 0.5, 1.0, 1.0]
-    tr.cfg = tr.cfg.replace(loss=dataclasses.replace(tr.cfg.loss, kl_warmup=0))
-    tr.set_lr(0)
-    assert tr.losses.kl_scale == 1.0
-
-
+        tr.model.zero_grad(set_to_none=True)
+        tr.losses("real", x, y)[0].backward()
+        grads.append(sum(p.grad.abs().sum().item() for p in tr.model.context.parameters()
+                         if p.grad is not None))
+    assert grads[0] == 0 and 0 < grads[1] < grads[2]
+    assert grads[1] == pytest.approx(grads[2] / 2, rel=1e-4)  # half-way: half the weight
 def test_real_fake_codes_are_drawn_from_labelled_pixels_only():
     from cagnet.train import draw_codes
     codes = torch.full((2, 3, 4, 4), float("nan"))
@@ -321,3 +324,34 @@ def test_code_adversary_trains_q_and_pushes_cm_but_not_e():
     assert grad(m.code_probe) > 0 and grad(m.context) > 0
     assert grad(m.backbone) == 0  # the class must stay in E's features
     assert _trainer().model.code_probe is None  # off by default: the official model
+
+
+def test_older_configurations_keep_their_latent_gradient():
+    from cagnet.config import Config
+    d = get_preset("toy").to_dict()
+    for old, new in ((True, "none"), (False, "all")):
+        m = {k: v for k, v in d["model"].items() if k != "latent_grad"} | {"detach_latent": old}
+        assert Config.from_dict(d | {"model": m}).model.latent_grad == new
+
+
+@pytest.mark.parametrize("kept", ["features+labels", "labels", "labels+codes"])
+def test_every_kept_format_resumes_a_fine_tuning_block(kept):
+    tr = _trainer(train={"fake_codes": "real"})
+    tr.set_stage("finetune")
+    x, y = _batch()
+    tr.train_step(x, y, tr.cfg.train.iters)
+    labels, codes = tr.kept
+    state = tr.state_dict()
+    state["kept"] = {"features+labels": [torch.zeros(2, 64, *labels.shape[-2:]), labels],
+                     "labels": labels, "labels+codes": [labels, codes]}[kept]
+    other = _trainer(train={"fake_codes": "real"})
+    other.load_state_dict(state, tr.cfg.train.iters + 1)
+    assert torch.equal(other.kept[0], labels)
+    assert (other.kept[1] is None) == (kept != "labels+codes")
+    other.finetune_step(tr.cfg.train.iters + 1)  # runs with the loaded label map
+
+
+def test_the_code_probe_freezes_with_cm_in_fine_tuning():
+    tr = _trainer(w_code_adv=1.0)
+    tr.set_stage("finetune")
+    assert not any(p.requires_grad for p in tr.model.code_probe.parameters())
