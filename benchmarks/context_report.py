@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cagnet.checkpoint import load_model  # noqa: E402
 from cagnet.context_eval import (  # noqa: E402
+    attention_ablation,
     class_fidelity,
     context_probe,
     generator_gain,
@@ -60,6 +61,7 @@ def report(path: str, images: int) -> dict:
         te = thing_codes(model, batches(test, images), stuff)
         out["probe"] = context_probe(tr, te, len(stuff))
         out["generator"] = generator_gain(model, batches(test, images))
+        out["ablation"] = attention_ablation(model, list(batches(test, images)), classes)
     return out
 
 

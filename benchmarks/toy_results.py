@@ -63,6 +63,7 @@ def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
                       **{**over, "data": {**over.get("data", {}), "split": split},
                          "train": {**over.get("train", {}), "seed": seed}})
     out = run_dir(cfg)
+    extends = start_from_finished_run(cfg, out)
     sets = [f"{sec}.{k}={json.dumps(v)}" for sec, kv in over.items() for k, v in kv.items()]
     cmd = [sys.executable, "-m", "cagnet", "train", "--preset", "toy", "--method", method,
            "--split", split, "--seed", str(seed), "--device", "cpu", "--no-progress",
@@ -80,7 +81,32 @@ def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
             "seen": m["miou_seen"], "unseen": m["miou_unseen"], "hiou": m["hiou"],
             "calibration": c["calibration"], "seen_cal": c["miou_seen"],
             "unseen_cal": c["miou_unseen"], "hiou_cal": c["hiou"],
-            "train_s": round(m["wall_time_s"], 1), "threads": threads}
+            "train_s": round(m["wall_time_s"], 1), "threads": threads,
+            **({"extends": extends} if extends else {})}
+
+
+def start_from_finished_run(cfg, out: Path) -> str | None:
+    """A self-training run whose folder is empty starts from the finished run of the same
+    configuration without self-training (its checkpoint copied in, then resumed): stages 1-2
+    are that run, so they are not trained twice. Returns that run's folder name, or None.
+    The copied checkpoint's wall time is counted in the new run's training time."""
+    if not cfg.train.self_train or (out / "checkpoint.pt").exists():
+        return None
+    import dataclasses
+    import shutil
+
+    import torch
+
+    base = run_dir(cfg.replace(train=dataclasses.replace(cfg.train, self_train=False)))
+    t = cfg.train
+    if not (base / "checkpoint.pt").exists():
+        return None
+    state = torch.load(base / "checkpoint.pt", map_location="cpu", weights_only=False)
+    if state.get("iteration") != t.iters + t.finetune_iters:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(base / "checkpoint.pt", out / "checkpoint.pt")
+    return base.name
 
 
 SCORES = ("seen", "unseen", "hiou", "seen_cal", "unseen_cal", "hiou_cal")
@@ -113,8 +139,9 @@ def code_table(rows: list[dict]) -> str:
     probe on mu and the generator's gain from the pixel's own code."""
     head = ("| method | split | seed | active units (m1 / m2 / m3 / fused) | spread of mu | KL "
             "| selector spread | probe on mu (chance) | G: own code closer by "
-            "| G draws the asked class: own code / N(0, I) (C reads the pixel's class) |\n"
-            "|---|---|---|---|---|---|---|---|---|---|\n")
+            "| G draws the asked class: own code / N(0, I) (C reads the pixel's class) "
+            "| hIoU / with z = 0 in the attention |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         c = r.get("context", {})
@@ -125,8 +152,16 @@ def code_table(rows: list[dict]) -> str:
                                                   "active_fused"))
         body += (f"| {r['method']} | {r['split']} | {r['seed']} | {act} | {h['mu_spread']:.3g} "
                  f"| {h['kl']:.2g} | {h['selector_spread']:.3g} | {p['probe_acc']:.2f} "
-                 f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% | {fidelity(c)} |\n")
+                 f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% | {fidelity(c)} "
+                 f"| {ablation(c)} |\n")
     return head + body if body else ""
+
+
+def ablation(context: dict) -> str:
+    a = context.get("ablation")
+    if not a:
+        return "—"
+    return f"{a['as_trained']['hiou']:.3f} / {a['zero_z']['hiou']:.3f}"
 
 
 def fidelity(context: dict) -> str:
@@ -208,8 +243,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row), flush=True)
         return row
 
+    # self-training runs last: each starts from its finished run without self-training
+    later = [r for r in runs if variant(r[0])[1].get("train", {}).get("self_train")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(one, runs))
+        done = dict(zip((r for r in runs if r not in later),
+                        pool.map(one, [r for r in runs if r not in later])))
+        done.update(zip(later, pool.map(one, later)))
+    rows = [done[r] for r in runs]
     t = get_preset("toy").train
     note = (f"Toy preset: {t.iters} training + {t.finetune_iters} fine-tuning iterations, "
             f"batch {t.batch_size}, CPU. Calibration subtracts {rows[0]['calibration']:g} "

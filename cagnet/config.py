@@ -46,6 +46,11 @@ class ModelConfig:
     #   E(x) detached with the same noise draw (a deviation);
     # "all": every G loss reaches CM and E through z (a deviation).
     latent_grad: str = "none"
+    # G reads each pixel's code minus the mean code of its class in the batch (a deviation,
+    # off in the official code): the class reaches G through w only, so the code can hold
+    # what varies within a class (the light of the stuff a thing lies on, its edges) but not
+    # the class itself, and a seen pixel's code carries its context over to an unseen class
+    code_centring: bool = False
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
     # networks.py Generator; one rate per hidden layer, or a single rate for all
     generator_dropout: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5, 0.5)

@@ -85,6 +85,7 @@ from cagnet.errors import CagnetError, ConfigError
 from cagnet.evaluate import evaluate_calibrations, write_metrics
 from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, segmentation_ce
 from cagnet.models import CaGNet
+from cagnet.models.cagnet import centre_codes
 from cagnet.models.context import ContextOutput
 from cagnet.selftrain import label_batch
 
@@ -253,7 +254,10 @@ class StepLosses(nn.Module):
                              g_gan, g_content, g_ce]).detach().float()
         codes = None
         if self.fake_codes == "real" and ctx is not None:
-            codes = torch.where(valid.unsqueeze(1), ctx.z.detach(), torch.nan)  # (B, d, h, w)
+            z = ctx.z.detach()
+            if m.code_centring:  # the codes G read in this step, the class taken out
+                z = centre_codes(z, y, m.num_classes)
+            codes = torch.where(valid.unsqueeze(1), z, torch.nan)  # (B, d, h, w)
         return loss, parts, (y, codes)
 
     def cm_only(self, out: dict, train_backbone: bool) -> ContextOutput | None:

@@ -115,3 +115,40 @@ def test_class_fidelity_tells_a_code_that_carries_the_class():
     images = torch.nn.functional.one_hot(y.clamp_max(k - 1), k).permute(0, 3, 1, 2).float()
     r = class_fidelity(_CodeCarriesClass(k), [(images, y)])
     assert r == {"asked": 0.0, "own": 1.0, "asked_prior": 1.0}
+
+
+def test_zero_attention_feeds_a_code_of_zero_to_the_attention_only():
+    from cagnet.models.context import ContextualModule
+    torch.manual_seed(0)
+    cm = ContextualModule(8, 16).eval()
+    a = torch.randn(2, 8, 5, 5)
+    on = cm(a)
+    cm.zero_attention = True
+    off = cm(a)
+    assert torch.allclose(off.feature, torch.sigmoid(1.5 * a))
+    assert not torch.allclose(on.feature, off.feature)
+    assert torch.equal(on.mu, off.mu)
+
+
+def test_attention_ablation_scores_both_ways_and_restores_the_module():
+    from cagnet.context_eval import attention_ablation
+    model, cfg = _model()
+    with torch.no_grad():
+        model.context.mu.weight.mul_(50.0)  # a code far from 0, so the ablation shows
+    classes = class_split(cfg.data)
+    raw = render_toy(4, 64, seed=0, split="test")
+    x = torch.from_numpy(raw.images).float() / 255
+    y = torch.from_numpy(raw.labels).long()
+    out = attention_ablation(model, [(x, y)], classes)
+    assert set(out) == {"as_trained", "zero_z"}
+    assert model.context.zero_attention is False
+    model.eval()
+    assert not torch.equal(model.predict(x), _with_zero(model, x))
+
+
+def _with_zero(model, x):
+    model.context.zero_attention = True
+    try:
+        return model.predict(x)
+    finally:
+        model.context.zero_attention = False

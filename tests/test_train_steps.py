@@ -355,3 +355,38 @@ def test_the_code_probe_freezes_with_cm_in_fine_tuning():
     tr = _trainer(w_code_adv=1.0)
     tr.set_stage("finetune")
     assert not any(p.requires_grad for p in tr.model.code_probe.parameters())
+
+
+def test_centred_codes_have_zero_class_means_and_keep_within_class_differences():
+    from cagnet.models.cagnet import centre_codes
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (2, 5, 5), generator=g)
+    y[0, 0] = 255
+    z = torch.randn(2, 4, 5, 5, generator=g) + 3 * y.clamp_max(3).unsqueeze(1).float()
+    c = centre_codes(z, y, num_classes=3)
+    for k in (0, 1, 2, 255):
+        zk, ck = z.permute(0, 2, 3, 1)[y == k], c.permute(0, 2, 3, 1)[y == k]  # (n, 4)
+        assert torch.allclose(ck.mean(0), torch.zeros(4), atol=1e-5)
+        assert torch.allclose(ck - ck[:1], zk - zk[:1], atol=1e-5)  # differences kept
+    z.requires_grad_(True)
+    centre_codes(z, y, 3)[0, 0, 2, 2].backward()  # the class mean is in the graph
+    assert int((z.grad[:, 0] != 0).sum()) == int((y == y[0, 2, 2]).sum())
+
+
+def test_code_centring_takes_the_class_out_of_gs_input_and_the_kept_codes():
+    tr = _trainer(train={"fake_codes": "real"})
+    cfg = tr.cfg.replace(model=dataclasses.replace(tr.cfg.model, code_centring=True))
+    tr = small_trainer(cfg, K, SEEN, UNSEEN)
+    read = []
+    gen = tr.model.generator.forward
+    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
+    x, y = _batch()
+    tr.train_step(x, y, 0)
+    y_small, codes = tr.kept
+    labelled = y_small != 255
+    for k in y_small[labelled].unique():
+        at = (y_small == k)
+        assert torch.allclose(read[0].permute(0, 2, 3, 1)[at].mean(0), torch.zeros(
+            cfg.model.embed_dim), atol=1e-5)
+        assert torch.allclose(codes.permute(0, 2, 3, 1)[at].mean(0), torch.zeros(
+            cfg.model.embed_dim), atol=1e-5)

@@ -40,6 +40,7 @@ class CaGNet(nn.Module):
                 f"embedding sources as the model config"
             )
         self.method = cfg.method
+        self.code_centring = m.code_centring
         self.num_classes = num_classes
         self.backbone = build_backbone(m)  # E
         self.context = (  # CM
@@ -106,6 +107,8 @@ class CaGNet(nn.Module):
 
         CaGNet: ``latent`` is the contextual code z (B, d, h, w) from CM, detached here so no
         gradient reaches CM from G (``detach=False``: it does); None samples z ~ N(0, I).
+        With ``model.code_centring`` G reads z minus the mean z of each class in the batch
+        (`centre_codes`).
         ZS3Net: the noise is always random and ``latent`` is not used.
         """
         if self.generator is None:
@@ -125,7 +128,10 @@ class CaGNet(nn.Module):
                 f"latent map {tuple(latent.shape)} and label map {tuple(label_map.shape)} "
                 f"differ in size; resize the labels to the feature map (resize_labels)"
             )
-        return self.generator(w, latent.detach() if detach else latent)
+        latent = latent.detach() if detach else latent
+        if self.code_centring:
+            latent = centre_codes(latent, label_map, self.num_classes)
+        return self.generator(w, latent)
 
     def classify(self, features: Tensor) -> Tensor:
         """C: features (B, d, h, w) -> class logits (B, K, h, w)."""
@@ -188,3 +194,17 @@ def count_parameters(model_or_cfg: CaGNet | Config, num_classes: int | None = No
         "discriminator": _numel(model.discriminator),
         "total": _numel(model),
     }
+
+
+def centre_codes(z: Tensor, label_map: Tensor, num_classes: int) -> Tensor:
+    """z (B, d, h, w) minus, at each pixel, the mean z over the batch's pixels of its class
+    in ``label_map`` (B, h, w); ignored pixels form one group of their own. The mean is part
+    of the graph, so a gradient through the result reaches every code of the class."""
+    B, d, h, w = z.shape
+    ids = torch.where((label_map >= 0) & (label_map < num_classes), label_map,
+                      num_classes).reshape(-1).long()  # (B h w,)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (B h w, d)
+    sums = flat.new_zeros(num_classes + 1, d).index_add(0, ids, flat)
+    counts = torch.bincount(ids, minlength=num_classes + 1).clamp_min(1).to(flat.dtype)
+    centred = flat - (sums / counts[:, None])[ids]
+    return centred.view(B, h, w, d).permute(0, 3, 1, 2)

@@ -80,6 +80,9 @@ class ContextualModule(nn.Module):
         self.mu = nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)
         self.logvar = nn.Conv2d(in_channels, in_channels, 3, padding=1, bias=False)
         self.logvar_relu = logvar_relu
+        # an ablation switch, not a setting: True feeds z = 0 to the residual attention
+        # (feature = sigmoid(1.5 E(x))) while mu, log sigma^2 and z are returned as usual
+        self.zero_attention = False
 
     def forward(self, aspp_out: Tensor, eps: Tensor | None = None) -> ContextOutput:
         """``eps``: the N(0, I) draw to use for z in training (default: a fresh one)."""
@@ -101,5 +104,6 @@ class ContextualModule(nn.Module):
             z = mu + eps * torch.exp(0.5 * logvar)
         else:
             z, eps = mu, None
-        feature = torch.sigmoid(aspp_out + aspp_out * torch.sigmoid(z))  # (B, d, h, w)
+        gate = torch.sigmoid(torch.zeros_like(z) if self.zero_attention else z)
+        feature = torch.sigmoid(aspp_out + aspp_out * gate)  # (B, d, h, w)
         return ContextOutput(feature, z, mu, logvar, w, (*maps, c), eps)
