@@ -246,9 +246,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # self-training runs last: each starts from its finished run without self-training
     later = [r for r in runs if variant(r[0])[1].get("train", {}).get("self_train")]
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = dict(zip((r for r in runs if r not in later),
-                        pool.map(one, [r for r in runs if r not in later])))
-        done.update(zip(later, pool.map(one, later)))
+        first = [r for r in runs if r not in later]
+        done = dict(zip(first, pool.map(one, first), strict=True))
+        done.update(zip(later, pool.map(one, later), strict=True))
     rows = [done[r] for r in runs]
     t = get_preset("toy").train
     note = (f"Toy preset: {t.iters} training + {t.finetune_iters} fine-tuning iterations, "
