@@ -51,6 +51,10 @@ class ModelConfig:
     # what varies within a class (the light of the stuff a thing lies on, its edges) but not
     # the class itself, and a seen pixel's code carries its context over to an unseen class
     code_centring: bool = False
+    # the code G reads in the training step: "z", sampled mu + eps sigma (official), or "mu"
+    # (a deviation: with sigma near 1 and a code that varies little within a class, the
+    # noise hides the code from G, which then learns to ignore it)
+    g_code: str = "z"
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
     # networks.py Generator; one rate per hidden layer, or a single rate for all
     generator_dropout: tuple[float, ...] = (0.1, 0.1, 0.3, 0.5, 0.5)

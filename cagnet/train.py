@@ -227,11 +227,11 @@ class StepLosses(nn.Module):
 
         if m.generator is not None:
             # z reaches G detached (official), or with its gradient into CM and E ("all")
-            z = ctx.z if ctx is not None else None
+            z = g_code(ctx, m.g_code)
             fake = m.generate(y, z, detach=self.latent_grad != "all" or not train_backbone)
             ctx_cm = self.cm_only(out, train_backbone)
             # "content": the content loss reads a fake of its own, from z with CM's gradient
-            fake_content = (m.generate(y, ctx_cm.z, detach=False)
+            fake_content = (m.generate(y, g_code(ctx_cm, m.g_code), detach=False)
                             if ctx_cm is not None and self.latent_grad == "content" else fake)
             q_ce, confusion = self.code_adversary(ctx_cm, y)
             loss = loss + q_ce + L.w_code_adv * confusion
@@ -254,7 +254,7 @@ class StepLosses(nn.Module):
                              g_gan, g_content, g_ce]).detach().float()
         codes = None
         if self.fake_codes == "real" and ctx is not None:
-            z = ctx.z.detach()
+            z = g_code(ctx, m.g_code).detach()
             if m.code_centring:  # the codes G read in this step, the class taken out
                 z = centre_codes(z, y, m.num_classes)
             codes = torch.where(valid.unsqueeze(1), z, torch.nan)  # (B, d, h, w)
@@ -313,6 +313,14 @@ class StepLosses(nn.Module):
         parts = torch.stack([loss, zero, zero, zero, zero, d_ce_fake,
                              zero, zero, g_ce]).detach().float()
         return loss, parts, None
+
+
+def g_code(ctx: ContextOutput | None, which: str) -> Tensor | None:
+    """The code G reads in a training step (``model.g_code``): the sampled z = mu + eps sigma
+    (official) or its mean mu; None without CM."""
+    if ctx is None:
+        return None
+    return ctx.mu if which == "mu" else ctx.z
 
 
 def draw_codes(codes: Tensor, shape: torch.Size) -> Tensor | None:

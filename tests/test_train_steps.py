@@ -390,3 +390,34 @@ def test_code_centring_takes_the_class_out_of_gs_input_and_the_kept_codes():
             cfg.model.embed_dim), atol=1e-5)
         assert torch.allclose(codes.permute(0, 2, 3, 1)[at].mean(0), torch.zeros(
             cfg.model.embed_dim), atol=1e-5)
+
+
+@pytest.mark.parametrize("which", ["z", "mu"])
+def test_g_code_chooses_what_g_reads_and_what_is_kept(which):
+    tr = _trainer(train={"fake_codes": "real"})
+    cfg = tr.cfg.replace(model=dataclasses.replace(tr.cfg.model, g_code=which,
+                                                   logvar_relu=False))
+    tr = small_trainer(cfg, K, SEEN, UNSEEN)
+    read, outs = [], []
+    gen = tr.model.generator.forward
+    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
+    cm = tr.model.context.forward
+    tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
+    x, y = _batch()
+    tr.train_step(x, y, 0)
+    ctx = outs[0]
+    want = ctx.mu if which == "mu" else ctx.z
+    assert torch.equal(read[0], want.detach())
+    assert not torch.equal(ctx.mu, ctx.z)  # sigma > 0: the two choices differ
+    y_small, codes = tr.kept
+    assert torch.equal(codes.permute(0, 2, 3, 1)[y_small != 255],
+                       want.detach().permute(0, 2, 3, 1)[y_small != 255])
+
+
+def test_unknown_g_code_is_refused():
+    from cagnet.errors import ConfigError
+    from cagnet.models import CaGNet
+    cfg = small_toy("cagnet")
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, g_code="sample"))
+    with pytest.raises(ConfigError, match="g_code"):
+        CaGNet(cfg, K, torch.randn(K, cfg.model.embed_dim))

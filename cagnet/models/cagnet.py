@@ -41,6 +41,9 @@ class CaGNet(nn.Module):
             )
         self.method = cfg.method
         self.code_centring = m.code_centring
+        if m.g_code not in ("z", "mu"):
+            raise ConfigError(f"unknown model.g_code {m.g_code!r}; choose 'z' or 'mu'")
+        self.g_code = m.g_code
         self.num_classes = num_classes
         self.backbone = build_backbone(m)  # E
         self.context = (  # CM
