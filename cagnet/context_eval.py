@@ -27,6 +27,7 @@ from torch import Tensor
 
 from cagnet.losses import resize_labels
 from cagnet.metrics import ConfusionMatrix, scores
+from cagnet.models.cagnet import centre_codes
 
 IGNORE = 255
 
@@ -100,7 +101,9 @@ def context_probe(train: tuple[Tensor, Tensor], test: tuple[Tensor, Tensor],
 
 @torch.no_grad()
 def generator_gain(model, batches) -> dict[str, float]:
-    """How much closer G(w, own mu) lands to the real feature than G(w, another image's mu)."""
+    """How much closer G(w, own mu) lands to the real feature than G(w, another image's mu).
+    With ``model.code_centring`` each image's codes are first centred by its own labels, as
+    in training, so the other image's code brings its context but not its classes."""
     dev = next(model.parameters()).device
     own = other = 0.0
     for images, labels in batches:
@@ -109,8 +112,12 @@ def generator_gain(model, batches) -> dict[str, float]:
         f, mu = codes(model, images.to(dev))
         y = resize_labels(labels.to(dev), f.shape[-2:])
         valid = y != IGNORE
-        d_own = (model.generate(y, mu) - f).norm(dim=1)[valid]
-        d_other = (model.generate(y, mu.roll(1, dims=0)) - f).norm(dim=1)[valid]
+        own_code, other_code = mu, mu.roll(1, dims=0)
+        if getattr(model, "code_centring", False):  # each code as G reads it in training
+            own_code = centre_codes(mu, y, model.num_classes)
+            other_code = own_code.roll(1, dims=0)
+        d_own = (model.generate(y, own_code) - f).norm(dim=1)[valid]
+        d_other = (model.generate(y, other_code) - f).norm(dim=1)[valid]
         own += d_own.sum().item()
         other += d_other.sum().item()
     return {"dist_own": own, "dist_other": other,
@@ -139,6 +146,8 @@ def class_fidelity(model, batches, seed: int = 0) -> dict[str, float]:
             f, mu = torch.sigmoid(model.backbone(images)), None
         y = resize_labels(labels.to(dev), f.shape[-2:])
         valid = y != IGNORE
+        if mu is not None and getattr(model, "code_centring", False):
+            mu = centre_codes(mu, y, K)  # the code as training kept it (the class taken out)
         shift = torch.randint(1, K, y.shape, generator=g, device=dev)
         other = torch.where(valid, (y + shift) % K, y)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
