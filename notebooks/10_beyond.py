@@ -231,9 +231,20 @@ for b, st in pairs:
     print(f"{b['split']:8s} {b['seed']:4d}   " + "   ".join(
         f"{b[k]:.3f} -> {st[k]:.3f}" for k in ("seen", "unseen", "hiou")))
 if pairs:
-    gains = [st["hiou"] - b["hiou"] for b, st in pairs]
-    print(f"hIoU change with self-training: {', '.join(f'{g:+.3f}' for g in gains)} "
-          f"(mean {sum(gains) / len(gains):+.3f} over {len(gains)} runs)")
+    gains = np.array([st["hiou"] - b["hiou"] for b, st in pairs])
+    ups = int((gains > 0).sum())
+    print(f"hIoU change with self-training: {', '.join(f'{g:+.3f}' for g in gains)}")
+    sd = gains.std(ddof=1) if len(gains) > 1 else 0.0
+    print(f"mean {gains.mean():+.3f}, standard deviation {sd:.3f} over {len(gains)} runs; "
+          f"up in {ups} of {len(gains)}")
+    for split in sorted({b["split"] for b, _ in pairs}):
+        g = [st["hiou"] - b["hiou"] for b, st in pairs if b["split"] == split]
+        print(f"  {split}: mean {np.mean(g):+.3f} over {len(g)} seeds")
+    clear = len(gains) > 1 and abs(gains.mean()) > 2 * sd / np.sqrt(len(gains))
+    print("verdict: " + (f"self-training {'helps' if gains.mean() > 0 else 'hurts'} on this "
+                         "world (the mean change is more than two standard errors from 0)"
+                         if clear else "no change that these runs can tell from seed noise "
+                         "(the mean change is within two standard errors of 0)"))
 else:
     print("no self-training runs in book/results_toy.json: run benchmarks/toy_results.py "
           "with --methods 'cagnet,cagnet+st=cagnet:train.self_train=true'")
