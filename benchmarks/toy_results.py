@@ -86,25 +86,30 @@ def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
 
 
 def start_from_finished_run(cfg, out: Path) -> str | None:
-    """A self-training run whose folder is empty starts from the finished run of the same
+    """A self-training run with no checkpoint yet starts from the finished run of the same
     configuration without self-training (its checkpoint copied in, then resumed): stages 1-2
-    are that run, so they are not trained twice. Returns that run's folder name, or None.
-    The copied checkpoint's wall time is counted in the new run's training time."""
-    if not cfg.train.self_train or (out / "checkpoint.pt").exists():
+    are that run, so they are not trained twice (resuming is bit-identical, and nothing
+    before stage 3 depends on ``train.self_train``). Returns that run's folder name (kept in
+    ``extends.txt`` in the run's folder, for later scorings), or None. The copied
+    checkpoint's wall time is counted in the new run's training time."""
+    marker = out / "extends.txt"
+    if not cfg.train.self_train:
         return None
+    if (out / "checkpoint.pt").exists():
+        return marker.read_text().strip() if marker.exists() else None
     import dataclasses
     import shutil
 
-    import torch
+    from cagnet.checkpoint import load_checkpoint
 
     base = run_dir(cfg.replace(train=dataclasses.replace(cfg.train, self_train=False)))
     t = cfg.train
     if not (base / "checkpoint.pt").exists():
         return None
-    state = torch.load(base / "checkpoint.pt", map_location="cpu", weights_only=False)
-    if state.get("iteration") != t.iters + t.finetune_iters:
+    if load_checkpoint(base / "checkpoint.pt")["iteration"] != t.iters + t.finetune_iters:
         return None
     out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(base.name + "\n")
     shutil.copy2(base / "checkpoint.pt", out / "checkpoint.pt")
     return base.name
 

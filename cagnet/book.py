@@ -19,10 +19,17 @@ from cagnet.data import cache_home
 from cagnet.data.toy import world_constants
 from cagnet.train import TrainResult, fit
 
+# Settings added after runs were kept, with the value every earlier run had: at that value
+# a setting is left out of the hash, so adding it does not orphan (and retrain) those runs.
+LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z"}
+
 
 def run_dir(cfg: Config) -> Path:
     """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``."""
     key = cfg.to_dict()
+    for (section, name), old in LATER_SETTINGS.items():
+        if key[section].get(name, old) == old:
+            key[section].pop(name, None)
     if cfg.data.dataset == "toy":
         key["toy_world"] = world_constants()
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]

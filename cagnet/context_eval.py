@@ -194,12 +194,15 @@ def per_context_scores(model, batches, classes, stuff: Sequence[int], names: Seq
 def attention_ablation(model, batches, classes) -> dict[str, dict[str, float]]:
     """Seen / unseen mIoU and hIoU of a CaGNet on ``batches`` as trained (``"as_trained"``)
     and with z replaced by 0 in CM's residual attention (``"zero_z"``): how much of the
-    score the code earns through the attention. ``batches`` must be re-iterable (a list)."""
+    score the code earns through the attention. The model is left in eval mode."""
+    if getattr(model, "context", None) is None:
+        raise ValueError("attention_ablation needs a CaGNet (a model with a contextual module)")
+    batches = list(batches)  # read twice
     dev = next(model.parameters()).device
     seen, unseen = (list(classes["seen"]), list(classes["unseen"])) if isinstance(classes, dict) \
         else (list(classes.seen), list(classes.unseen))
     model.eval()
-    out = {}
+    out, before = {}, model.context.zero_attention
     for name, zero in (("as_trained", False), ("zero_z", True)):
         model.context.zero_attention = zero
         try:
@@ -207,7 +210,7 @@ def attention_ablation(model, batches, classes) -> dict[str, dict[str, float]]:
             for images, labels in batches:
                 m.update(model.predict(images.to(dev)).argmax(1), labels.to(dev))
         finally:
-            model.context.zero_attention = False
+            model.context.zero_attention = before
         s = scores(m.matrix, seen, unseen)
         out[name] = {k: s[k] for k in ("miou_seen", "miou_unseen", "hiou")}
     return out

@@ -83,6 +83,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "model.init": one_of("kaiming", "default"),
     "model.selector": one_of("trained", "official"),
     "model.latent_grad": one_of("none", "content", "all"),
+    "model.g_code": one_of("z", "mu"),
     "model.toy_width": COUNT,
     "model.toy_stride": one_of(1, 2, 4, 8),
     "model.toy_refine": NONNEGATIVE_COUNT,
@@ -417,6 +418,10 @@ def validate_config(cfg: Config, origins: Mapping[str, str] | None = None) -> Co
                    f"model.generator_dropout has {len(rates)} rates for "
                    f"{len(m.generator_hidden)} hidden layers (model.generator_hidden); give one "
                    "rate, or one per layer")
+    if m.g_code == "mu" and cfg.method == "cagnet" and cfg.train.fake_codes == "prior":
+        raise fail(("model.g_code", "train.fake_codes"),
+                   "model.g_code='mu' trains G on the codes' means, but fine-tuning would feed "
+                   "it z ~ N(0, I), codes it never saw; set train.fake_codes='real'")
     if m.weights is not None:
         path = Path(m.weights).expanduser()
         if not path.is_file():

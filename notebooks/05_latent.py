@@ -406,7 +406,7 @@ if family:
 #   won. The probe column shows the other half of the story: even a collapsed $\mu$
 #   names the stuff under a thing far above chance. Context is in the codes; what is
 #   missing is a reason for $G$ to read it.
-# - **In whole runs**, live codes did not transfer. With its own code, $G$ of the
+# - **In whole runs**, the first live codes did not transfer. With its own code, $G$ of the
 #   KL-free variant mostly draws *the pixel's class*, whatever class it is asked for: the
 #   code has learnt the class, not only the context, and overrides the embedding. Unseen
 #   fakes then look like seen classes, and unseen mIoU falls to a few hundredths. An
@@ -431,8 +431,8 @@ if family:
 #   The class reaches $G$ through $w$ alone.
 # - `model.g_code = "mu"`: $G$ reads the mean $\mu$ instead of the sample
 #   $z = \mu + \epsilon\sigma$. With $\sigma$ near 1, a within-class code of a few
-#   hundredths drowns in the noise and $G$ learns to ignore it (a run with centring but the
-#   sampled $z$ kept a $\mu$ spread of 0.01 and a generator gain of 0%).
+#   hundredths drowns in the noise and $G$ learns to ignore it: `centred-sampled` in the
+#   table above is the run with centring but the sampled $z$.
 #
 # With these, the content loss reaching CM (`latent_grad = "content"`, L2, no KL, $\sigma$
 # free) and fine-tuning's fakes drawing their codes from real pixels
@@ -477,16 +477,18 @@ if splits_run:
     print("live-centred minus ZS3Net, hIoU per run: "
           + ", ".join(f"{sp}/{se} {d:+.3f}" for sp, se, d in wins)
           + f"; ahead in {ahead} of {len(wins)}")
-    live_runs = [r for r in runs if r["method"] == "live-centred" and "health" in r["context"]]
-    for what, get in (("G: own context closer than another image's",
+    live_runs = [r["context"] for r in runs if r["method"] == "live-centred"
+                 and {"health", "generator", "probe", "fidelity"} <= set(r.get("context", {}))]
+    for what, get in (("G: own context closer than another image's (%)",
                        lambda c: 100 * c["generator"]["gain"]),
                       ("probe on mu names the stuff (accuracy)", lambda c: c["probe"]["probe_acc"]),
                       ("G draws the asked class from a pixel's code",
                        lambda c: c["fidelity"]["asked"]),
                       ("KL per element", lambda c: c["health"]["kl"]),
                       ("spread of mu", lambda c: c["health"]["mu_spread"])):
-        vals = [get(r["context"]) for r in live_runs]
-        print(f"{what:45s} {min(vals):.3g} to {max(vals):.3g} over {len(vals)} runs")
+        vals = [get(c) for c in live_runs]
+        if vals:
+            print(f"{what:48s} {min(vals):.3g} to {max(vals):.3g} over {len(vals)} runs")
 
 # %% [markdown]
 # ## Summary

@@ -222,10 +222,18 @@ for top_p in (1, 2, 3):
 # %%
 from cagnet.book import book_results  # noqa: E402
 
+
+def without_self_training(spec: str) -> str:
+    """The spec of the run a self-training run continues: its own, less the switch."""
+    method, _, rest = spec.partition(":")
+    kept = [p for p in rest.split(";") if p and not p.startswith("train.self_train=")]
+    return method + (":" + ";".join(kept) if kept else "")
+
+
 runs = (book_results("results_toy") or {}).get("runs", [])
-base = {(r["split"], r["seed"]): r for r in runs if r.get("spec", r["method"]) == "cagnet"}
-pairs = [(base[(r["split"], r["seed"])], r) for r in runs
-         if "self_train" in r.get("spec", "") and (r["split"], r["seed"]) in base]
+base = {(r.get("spec", r["method"]), r["split"], r["seed"]): r for r in runs}
+pairs = [(base[key], r) for r in runs if "self_train" in r.get("spec", "")
+         if (key := (without_self_training(r["spec"]), r["split"], r["seed"])) in base]
 print(f"{'split':8s} {'seed':>4s}   {'seen':>13s} {'unseen':>13s} {'hIoU':>13s}   (without -> with)")
 for b, st in pairs:
     print(f"{b['split']:8s} {b['seed']:4d}   " + "   ".join(

@@ -36,3 +36,43 @@ def test_a_changed_toy_world_gets_its_own_folder(monkeypatch):
     before = run_dir(_tiny())
     monkeypatch.setattr(toy, "SIZE_RANGE", (toy.SIZE_RANGE[0], toy.SIZE_RANGE[1] + 1))
     assert run_dir(_tiny()) != before
+
+
+def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
+    import dataclasses
+    import hashlib
+    import json
+
+    from cagnet.book import LATER_SETTINGS
+    from cagnet.data.toy import world_constants
+
+    cfg = _tiny()
+    key = cfg.to_dict()
+    for section, name in LATER_SETTINGS:
+        del key[section][name]  # a configuration written before the setting existed
+    key["toy_world"] = world_constants()
+    old = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    assert run_dir(cfg).name.endswith(old)
+    centred = cfg.replace(model=dataclasses.replace(cfg.model, code_centring=True))
+    assert run_dir(centred) != run_dir(cfg)  # a new value is a new run
+
+
+def test_self_training_runs_start_from_the_finished_run_without_it(tmp_path, monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    monkeypatch.setenv("CAGNET_CACHE", str(tmp_path))
+    spec = importlib.util.spec_from_file_location(
+        "toy_results", Path(__file__).resolve().parents[1] / "benchmarks" / "toy_results.py")
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+    base = _tiny().replace(method="cagnet")
+    st = config_with(base, train=dict(self_train=True))
+    assert tr.start_from_finished_run(st, run_dir(st)) is None  # nothing to start from
+    toy_run("cagnet", base)
+    name = tr.start_from_finished_run(st, run_dir(st))
+    assert name == run_dir(base).name
+    assert (run_dir(st) / "checkpoint.pt").read_bytes() == \
+        (run_dir(base) / "checkpoint.pt").read_bytes()
+    assert tr.start_from_finished_run(st, run_dir(st)) == name  # remembered on a rescoring
+    assert tr.start_from_finished_run(base, run_dir(base)) is None  # not a self-training run

@@ -1,5 +1,6 @@
 """Checkpoints: plain data only (weights_only=True), atomic writes, clear errors, RNG states."""
 
+import dataclasses
 import random
 
 import numpy as np
@@ -81,6 +82,10 @@ def test_resuming_under_another_preset_or_method_is_refused(tmp_path):
     adv = adv.replace(loss=type(adv.loss)(w_code_adv=1.0))  # adds the code's class probe
     with pytest.raises(CheckpointError, match="w_code_adv"):
         check_same_run(state, adv, "ck.pt")
+    centred = get_preset("toy")
+    centred = centred.replace(model=dataclasses.replace(centred.model, code_centring=True))
+    with pytest.raises(CheckpointError, match="model settings"):
+        check_same_run(state, centred, "ck.pt")
 
 
 def test_rng_state_restores_every_generator(tmp_path):

@@ -576,6 +576,17 @@ def test_an_empty_unseen_list_is_refused(unseen, tmp_path, capsys):
         validate_config(get_preset("toy").replace(data=DataConfig(dataset="toy", unseen=())))
 
 
+def test_g_reading_mu_without_real_codes_in_fine_tuning_is_refused(tmp_path, capsys):
+    assert run_cli(["train", "--preset", "toy", *TINY, "--set", 'model.g_code="mu"',
+                    "--out", str(tmp_path / "r")]) == 2
+    err = one_error_line(capsys.readouterr().err)
+    assert "train.fake_codes" in err and "g_code" in err
+    assert not (tmp_path / "r").exists()
+    assert run_cli(["train", "--preset", "toy", *TINY, "--set", 'model.g_code="m"',
+                    "--out", str(tmp_path / "r")]) == 2
+    assert "model.g_code" in one_error_line(capsys.readouterr().err)
+
+
 # 7. messages that point at the cause and at a fix the user can apply
 
 

@@ -9,6 +9,7 @@ from small import small_toy
 from cagnet.context_eval import context_map, context_probe, generator_gain, per_context_scores
 from cagnet.data import render_toy
 from cagnet.data.splits import class_split
+from cagnet.metrics import ConfusionMatrix, scores
 from cagnet.models import CaGNet
 
 
@@ -139,10 +140,15 @@ def test_attention_ablation_scores_both_ways_and_restores_the_module():
     raw = render_toy(4, 64, seed=0, split="test")
     x = torch.from_numpy(raw.images).float() / 255
     y = torch.from_numpy(raw.labels).long()
-    out = attention_ablation(model, [(x, y)], classes)
+    out = attention_ablation(model, iter([(x, y)]), classes)  # a one-pass iterator is fine
     assert set(out) == {"as_trained", "zero_z"}
     assert model.context.zero_attention is False
     model.eval()
+    for name, pred in (("as_trained", model.predict(x)), ("zero_z", _with_zero(model, x))):
+        m = ConfusionMatrix(20)
+        m.update(pred.argmax(1), y)
+        s = scores(m.matrix, list(classes.seen), list(classes.unseen))
+        assert out[name] == {k: s[k] for k in ("miou_seen", "miou_unseen", "hiou")}
     assert not torch.equal(model.predict(x), _with_zero(model, x))
 
 
@@ -152,3 +158,33 @@ def _with_zero(model, x):
         return model.predict(x)
     finally:
         model.context.zero_attention = False
+
+
+class _CentredCodeCarriesClass(_CodeCarriesClass):
+    """The same stand-in, with its codes centred per class as CaGNet's model.code_centring."""
+
+    code_centring = True
+
+    def generate(self, labels, latent=None):
+        from cagnet.models.cagnet import centre_codes
+        if latent is not None:
+            latent = centre_codes(latent, labels, self.num_classes)
+        return super().generate(labels, latent)
+
+
+def _one_hot_batch(k=5, seed=0):
+    y = torch.randint(0, k, (2, 6, 6), generator=torch.Generator().manual_seed(seed))
+    y[:, 0] = 255
+    images = torch.nn.functional.one_hot(y.clamp_max(k - 1), k).permute(0, 3, 1, 2).float()
+    return images, y
+
+
+def test_centring_takes_a_class_code_out_of_the_gain_and_the_fidelity():
+    from cagnet.context_eval import class_fidelity
+    images, y = _one_hot_batch()
+    plain = generator_gain(_CodeCarriesClass(5), [(images, y)])
+    centred = generator_gain(_CentredCodeCarriesClass(5), [(images, y)])
+    assert plain["gain"] == pytest.approx(1.0)  # own code = the feature; another image's not
+    assert centred["gain"] == pytest.approx(0.0, abs=1e-6)  # a class code centres to 0
+    assert class_fidelity(_CodeCarriesClass(5), [(images, y)])["own"] == 1.0
+    assert class_fidelity(_CentredCodeCarriesClass(5), [(images, y)])["own"] < 0.5

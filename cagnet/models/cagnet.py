@@ -110,8 +110,10 @@ class CaGNet(nn.Module):
 
         CaGNet: ``latent`` is the contextual code z (B, d, h, w) from CM, detached here so no
         gradient reaches CM from G (``detach=False``: it does); None samples z ~ N(0, I).
-        With ``model.code_centring`` G reads z minus the mean z of each class in the batch
-        (`centre_codes`).
+        With ``model.code_centring`` G reads z minus the mean z of each class of
+        ``label_map`` (`centre_codes`), whatever the codes are: codes already centred by
+        their own pixels' classes (fine-tuning's real codes) lose only the small mean left
+        among those drawn for each asked class, and z ~ N(0, I) draws likewise.
         ZS3Net: the noise is always random and ``latent`` is not used.
         """
         if self.generator is None:
@@ -202,12 +204,14 @@ def count_parameters(model_or_cfg: CaGNet | Config, num_classes: int | None = No
 def centre_codes(z: Tensor, label_map: Tensor, num_classes: int) -> Tensor:
     """z (B, d, h, w) minus, at each pixel, the mean z over the batch's pixels of its class
     in ``label_map`` (B, h, w); ignored pixels form one group of their own. The mean is part
-    of the graph, so a gradient through the result reaches every code of the class."""
+    of the graph, so a gradient through the result reaches every code of the class. Sums run
+    in float32 (half precision cannot count thousands of pixels). The batch is this process's
+    own: on several GPUs each centres its share, so a class's mean is per GPU."""
     B, d, h, w = z.shape
     ids = torch.where((label_map >= 0) & (label_map < num_classes), label_map,
                       num_classes).reshape(-1).long()  # (B h w,)
-    flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (B h w, d)
+    flat = z.permute(0, 2, 3, 1).reshape(-1, d).float()  # (B h w, d)
     sums = flat.new_zeros(num_classes + 1, d).index_add(0, ids, flat)
-    counts = torch.bincount(ids, minlength=num_classes + 1).clamp_min(1).to(flat.dtype)
-    centred = flat - (sums / counts[:, None])[ids]
-    return centred.view(B, h, w, d).permute(0, 3, 1, 2)
+    counts = flat.new_zeros(num_classes + 1).index_add(0, ids, torch.ones_like(flat[:, 0]))
+    centred = flat - (sums / counts.clamp_min(1)[:, None])[ids]
+    return centred.to(z.dtype).view(B, h, w, d).permute(0, 3, 1, 2)
