@@ -6,8 +6,10 @@ For each checkpoint: CM's instruments on the test images (`cagnet.diagnostics`),
 probe on mu that predicts the stuff a thing lies on (trained on training images, scored on
 test images, with chance), how much closer G(w, own mu) lands to the real feature than
 G(w, another image's mu), whether G still draws the class it is asked for when given a
-pixel's own code (`class_fidelity`), and seen / unseen mIoU on the pixels of each context. Methods
-without CM report the per-context scores only.
+pixel's own code (`class_fidelity`), whether G's fakes for a thing class land nearest to the
+real features of the context they were generated in (`context_modes`, `mode_match`; seen and
+unseen thing classes apart), and seen / unseen mIoU on the pixels of each context. Methods
+without CM report no code instruments.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from cagnet.checkpoint import load_model  # noqa: E402
 from cagnet.context_eval import (  # noqa: E402
     attention_ablation,
     class_fidelity,
+    context_modes,
     context_probe,
     generator_gain,
+    mode_match,
     per_context_scores,
     thing_codes,
 )
@@ -55,6 +59,12 @@ def report(path: str, images: int) -> dict:
                                              STUFF)}
     if model.generator is not None:
         out["fidelity"] = class_fidelity(model, batches(test, images))
+        things = list(range(len(STUFF), model.num_classes))
+        modes = context_modes(model, batches(test, images), stuff, things)
+        out["modes"] = {}
+        for part in ("seen", "unseen"):
+            keep = [i for i, c in enumerate(things) if c in set(classes[part])]
+            out["modes"][part] = mode_match({k: v[keep] for k, v in modes.items()})
     if model.context is not None:
         out["health"] = dataset_health(model, batches(test, images), torch.device("cpu"))
         tr = thing_codes(model, batches(train, images), stuff)

@@ -145,8 +145,9 @@ def code_table(rows: list[dict]) -> str:
     head = ("| method | split | seed | active units (m1 / m2 / m3 / fused) | spread of mu | KL "
             "| selector spread | probe on mu (chance) | G: own code closer by "
             "| G draws the asked class: own code / N(0, I) (C reads the pixel's class) "
-            "| hIoU / with z = 0 in the attention |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+            "| hIoU / with z = 0 in the attention "
+            "| fakes in their context's mode: seen / unseen things (chance) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     body = ""
     for r in rows:
         c = r.get("context", {})
@@ -158,8 +159,16 @@ def code_table(rows: list[dict]) -> str:
         body += (f"| {r['method']} | {r['split']} | {r['seed']} | {act} | {h['mu_spread']:.3g} "
                  f"| {h['kl']:.2g} | {h['selector_spread']:.3g} | {p['probe_acc']:.2f} "
                  f"({p['chance']:.2f}) | {100 * g['gain']:.1f}% | {fidelity(c)} "
-                 f"| {ablation(c)} |\n")
+                 f"| {ablation(c)} | {modes(c)} |\n")
     return head + body if body else ""
+
+
+def modes(context: dict) -> str:
+    m = context.get("modes")
+    if not m:
+        return "—"
+    seen, unseen = m["seen"], m["unseen"]
+    return f"{seen['matched']:.2f} / {unseen['matched']:.2f} ({unseen['chance']:.2f})"
 
 
 def ablation(context: dict) -> str:

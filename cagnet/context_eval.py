@@ -214,3 +214,58 @@ def attention_ablation(model, batches, classes) -> dict[str, dict[str, float]]:
         s = scores(m.matrix, seen, unseen)
         out[name] = {k: s[k] for k in ("miou_seen", "miou_unseen", "hiou")}
     return out
+
+
+@torch.no_grad()
+def context_modes(model, batches, stuff: Sequence[int], class_ids: Sequence[int],
+                  radius: int = 4) -> dict[str, Tensor]:
+    """Per (thing class, context) the mean real feature and the mean fake G(w, code), where
+    the code is the pixel's own mu (centred by the pixels' classes when the model centres,
+    as in training); ZS3Net's G reads no code. Returns ``real`` and ``fake`` (C, S, d) means
+    and ``count`` (C, S) pixels, for ``class_ids`` (C) and the contexts ``stuff`` (S)."""
+    dev = next(model.parameters()).device
+    C, S = len(class_ids), len(stuff)
+    real = fake = None
+    count = torch.zeros(C, S)
+    for images, labels in batches:
+        images = images.to(dev)
+        if model.context is not None:
+            f, mu = codes(model, images)
+        else:
+            model.eval()
+            f, mu = torch.sigmoid(model.backbone(images)), None
+        y = resize_labels(labels.to(dev), f.shape[-2:])
+        if mu is not None and getattr(model, "code_centring", False):
+            mu = centre_codes(mu, y, model.num_classes)
+        g = model.generate(y, mu)
+        ctx = context_map(y, stuff, radius)
+        if real is None:
+            real, fake = (torch.zeros(C, S, f.shape[1]) for _ in range(2))
+        for i, c in enumerate(class_ids):
+            for j in range(S):
+                at = (y == c) & (ctx == j)
+                if at.any():
+                    real[i, j] += _pixels(f, at).float().sum(0).cpu()
+                    fake[i, j] += _pixels(g, at).float().sum(0).cpu()
+                    count[i, j] += int(at.sum())
+    n = count.clamp_min(1)[..., None]
+    return {"real": real / n, "fake": fake / n, "count": count}
+
+
+def mode_match(modes: dict[str, Tensor], min_pixels: int = 20) -> dict[str, float]:
+    """How often the fakes of a (class, context) land nearest to the real features of that
+    same context, among the class's contexts (each with >= ``min_pixels`` pixels; classes
+    with one such context are skipped). Returns the share ``matched``, its ``chance`` (the
+    mean of 1 / number of contexts) and the number of (class, context) ``cells``."""
+    real, fake, count = modes["real"], modes["fake"], modes["count"]
+    hits, chance, cells = 0, 0.0, 0
+    for i in range(real.shape[0]):
+        ok = (count[i] >= min_pixels).nonzero().flatten()
+        if len(ok) < 2:
+            continue
+        d = torch.cdist(fake[i, ok], real[i, ok])  # (k, k): fake mode -> real modes
+        hits += int((d.argmin(1) == torch.arange(len(ok))).sum())
+        chance += 1.0
+        cells += len(ok)
+    return {"matched": hits / max(cells, 1),
+            "chance": chance / max(cells, 1) if cells else float("nan"), "cells": cells}

@@ -188,3 +188,30 @@ def test_centring_takes_a_class_code_out_of_the_gain_and_the_fidelity():
     assert centred["gain"] == pytest.approx(0.0, abs=1e-6)  # a class code centres to 0
     assert class_fidelity(_CodeCarriesClass(5), [(images, y)])["own"] == 1.0
     assert class_fidelity(_CentredCodeCarriesClass(5), [(images, y)])["own"] < 0.5
+
+
+def test_mode_match_tells_context_modes_apart_and_states_chance():
+    from cagnet.context_eval import mode_match
+    real = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]])  # 1 class, 3 context modes
+    count = torch.tensor([[50.0, 50.0, 50.0]])
+    good = mode_match({"real": real, "fake": real + 0.1, "count": count})
+    blind = mode_match({"real": real, "fake": real[:, :1].expand(1, 3, 2), "count": count})
+    assert good == {"matched": 1.0, "chance": pytest.approx(1 / 3), "cells": 3}
+    assert blind["matched"] == pytest.approx(1 / 3)  # the same fake for every context
+    few = mode_match({"real": real, "fake": real, "count": torch.tensor([[50.0, 5.0, 5.0]])})
+    assert few["cells"] == 0  # one context with enough pixels: nothing to tell apart
+
+
+def test_context_modes_average_real_and_fake_features_per_class_and_context():
+    from cagnet.context_eval import context_modes, mode_match
+    y = torch.zeros(1, 16, 16, dtype=torch.long)
+    y[:, :, 8:] = 1  # stuff 0 on the left, stuff 1 on the right
+    y[:, 2:5, 2:5] = 2
+    y[:, 10:13, 10:13] = 2  # a thing of class 2 on each
+    images = torch.nn.functional.one_hot(y, 5).permute(0, 3, 1, 2).float()
+    images[:, 4] = (torch.arange(16) >= 8).float()  # a channel that differs by context
+    modes = context_modes(_CodeCarriesClass(5), [(images, y)], stuff=[0, 1], class_ids=[2])
+    assert modes["count"].tolist() == [[9.0, 9.0]]
+    assert torch.equal(modes["real"], modes["fake"])  # this stand-in's G returns its code
+    assert modes["real"][0, 1, 4] == 1 and modes["real"][0, 0, 4] == 0
+    assert mode_match(modes, min_pixels=5)["matched"] == 1.0
