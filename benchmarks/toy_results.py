@@ -27,22 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cagnet.book import run_dir  # noqa: E402
+from cagnet.book import run_dir, spec_config  # noqa: E402
+from cagnet.book import spec_overrides as variant  # noqa: E402
 from cagnet.config import METHODS, get_preset  # noqa: E402
-from cagnet.train import config_with  # noqa: E402
-
-
-def variant(spec: str) -> tuple[str, dict[str, dict]]:
-    """``"cagnet"``, ``"cagnet:model.latent_grad=\"all\""`` or ``"NAME=cagnet:..."`` (a name
-    for the table) -> (method, config overrides)."""
-    spec = spec_body(spec)
-    method, _, rest = spec.partition(":")
-    over: dict[str, dict] = {}
-    for pair in filter(None, rest.split(";")):
-        key, _, raw = pair.partition("=")
-        section, _, name = key.partition(".")
-        over.setdefault(section, {})[name] = json.loads(raw)
-    return method, over
 
 
 def spec_body(spec: str) -> str:
@@ -59,9 +46,7 @@ def spec_name(spec: str) -> str:
 
 def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
     method, over = variant(spec)
-    cfg = config_with(get_preset("toy").replace(method=method),
-                      **{**over, "data": {**over.get("data", {}), "split": split},
-                         "train": {**over.get("train", {}), "seed": seed}})
+    cfg = spec_config(spec, split, seed)
     out = run_dir(cfg)
     extends = start_from_finished_run(cfg, out)
     sets = [f"{sec}.{k}={json.dumps(v)}" for sec, kv in over.items() for k, v in kv.items()]

@@ -36,6 +36,33 @@ def run_dir(cfg: Config) -> Path:
     return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
 
 
+def spec_overrides(spec: str) -> tuple[str, dict[str, dict]]:
+    """A run's spec as `benchmarks/toy_results.py` names it: ``"cagnet"``,
+    ``"cagnet:model.latent_grad=\"content\";loss.w_kl=0"`` or ``"NAME=cagnet:..."`` ->
+    (method, {section: {field: value}}); values are JSON."""
+    name, eq, body = spec.partition("=")
+    spec = body if eq and ":" not in name else spec
+    method, _, rest = spec.partition(":")
+    over: dict[str, dict] = {}
+    for pair in filter(None, rest.split(";")):
+        key, _, raw = pair.partition("=")
+        section, _, field = key.partition(".")
+        over.setdefault(section, {})[field] = json.loads(raw)
+    return method, over
+
+
+def spec_config(spec: str, split: str, seed: int) -> Config:
+    """The toy preset with a spec's method and overrides (`spec_overrides`), on ``split``
+    with ``seed``: the configuration of that row of the results page (its run folder is
+    `run_dir` of it, so `toy_run` loads the run)."""
+    from cagnet.train import config_with
+
+    method, over = spec_overrides(spec)
+    return config_with(get_preset("toy").replace(method=method),
+                       **{**over, "data": {**over.get("data", {}), "split": split},
+                          "train": {**over.get("train", {}), "seed": seed}})
+
+
 def toy_run(method: str = "cagnet", cfg: Config | None = None,
             progress: bool = False) -> TrainResult:
     """Train ``cfg`` (default: the toy preset) with ``method``, or load the finished run.

@@ -491,6 +491,76 @@ if splits_run:
             print(f"{what:48s} {min(vals):.3g} to {max(vals):.3g} over {len(vals)} runs")
 
 # %% [markdown]
+# Do the fakes really follow the context, for classes $G$ never saw? The real features of
+# one unseen thing class, coloured by the stuff it lies on, form separate clusters, because
+# the thing takes the light of its stuff. Ask each model's $G$ for that class at the same
+# pixels, with each pixel's own code (centred as in training for `live-centred`), and see
+# where the fakes land. `mode_match` scores it for every thing class: the share of
+# (class, context) cells whose mean fake lies nearest to the real features of *its own*
+# context among that class's contexts (chance: one over the number of contexts).
+
+# %%
+from matplotlib.lines import Line2D  # noqa: E402
+
+from cagnet.book import spec_config  # noqa: E402
+from cagnet.context_eval import context_map, context_modes, mode_match  # noqa: E402
+from cagnet.data.toy import STUFF  # noqa: E402
+from cagnet.models.cagnet import centre_codes  # noqa: E402
+
+specs = {r["method"]: r["spec"] for r in runs if r["split"] == "default" and r["seed"] == 0}
+shown = [m for m in ("cagnet", "zs3net", "live-centred") if m in specs]
+probe_images = [test_set[i] for i in range(200)]
+probe_batches = [(torch.stack([x for x, _ in probe_images[i:i + 20]]),
+                  torch.stack([y for _, y in probe_images[i:i + 20]])) for i in range(0, 200, 20)]
+things = list(range(len(STUFF), len(classes.names)))
+target = classes.unseen[-1]  # one unseen thing class of the default split
+stuff_colours = class_palette(classes.names)[: len(STUFF)] / 255
+if shown:
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], shown, strict=True):
+        mcfg = spec_config(specs[name], "default", 0)
+        net = toy_run(mcfg.method, mcfg).model.eval()
+        with torch.no_grad():
+            reals, fakes, ctxs = [], [], []
+            for xb, yb in probe_batches:
+                out = net.segment(xb)
+                f = out["features"][0]
+                y_small = resize_labels(yb, f.shape[-2:])
+                code = out["ctx"].mu if out["ctx"] is not None else None
+                if code is not None and net.code_centring:
+                    code = centre_codes(code, y_small, net.num_classes)
+                g = net.generate(y_small, code)
+                ctx_map = context_map(y_small, range(len(STUFF)))
+                at = (y_small == target) & (ctx_map >= 0)
+                reals.append(f.permute(0, 2, 3, 1)[at])
+                fakes.append(g.permute(0, 2, 3, 1)[at])
+                ctxs.append(ctx_map[at])
+        reals, fakes, ctxs = torch.cat(reals), torch.cat(fakes), torch.cat(ctxs)
+        centre = reals.mean(0)
+        _, _, v = torch.pca_lowrank(reals - centre, q=2, center=False)
+        pr, pf = ((reals - centre) @ v).numpy(), ((fakes - centre) @ v).numpy()
+        cols = stuff_colours[ctxs.numpy()]
+        ax.scatter(pr[:, 0], pr[:, 1], c=cols, s=6, alpha=0.35)
+        ax.scatter(pf[:, 0], pf[:, 1], c=cols, s=40, marker="x", linewidths=1.2)
+        score = mode_match(context_modes(net, probe_batches, range(len(STUFF)), things))
+        unseen_things = [i for i, c in enumerate(things) if c in set(classes.unseen)]
+        modes_u = context_modes(net, probe_batches, range(len(STUFF)),
+                                [things[i] for i in unseen_things])
+        su = mode_match(modes_u)
+        ax.set(title=f"{name}: fakes in their context's mode\n"
+                     f"all things {score['matched']:.0%}, unseen {su['matched']:.0%} "
+                     f"(chance {su['chance']:.0%})", xlabel="PC 1 of the real features",
+               ylabel="PC 2")
+    handles = [Line2D([], [], ls="", marker="o", color=stuff_colours[i], label=f"on {n}")
+               for i, n in enumerate(STUFF)]
+    handles += [Line2D([], [], ls="", marker="o", color="gray", alpha=0.4, label="real"),
+                Line2D([], [], ls="", marker="x", color="gray", label="fake")]
+    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False)
+    fig.suptitle(f"unseen class {classes.names[target]!r}, test images (seed 0, default split)")
+    plt.tight_layout(rect=(0, 0.07, 1, 1))
+    plt.show()
+
+# %% [markdown]
 # ## Summary
 #
 # - CM predicts a Gaussian N(mu, sigma^2) per pixel; z = mu + eps sigma in training, mu at test.
