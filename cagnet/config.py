@@ -184,6 +184,10 @@ class TrainConfig:
     # "real" (codes of the last real batch's labelled pixels, drawn at random: fakes take
     # the contexts real pixels have, whether or not the KL made the codes look like N(0, I))
     fake_codes: str = "prior"
+    # an ablation, off in every preset: in the real steps G reads the (centred) code of
+    # another labelled pixel of the batch, drawn at random, instead of its own, so that no
+    # code tells G the context of the pixel it regenerates
+    shuffle_g_codes: bool = False
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
     seed: int = 0
     num_workers: int = 4

@@ -176,6 +176,7 @@ class StepLosses(nn.Module):
         self.fake_map_size = cfg.train.fake_map_size
         self.latent_grad = cfg.model.latent_grad
         self.fake_codes = cfg.train.fake_codes
+        self.shuffle_g_codes = cfg.train.shuffle_g_codes
         # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr),
         # a buffer so that a compiled step does not recompile when it changes
         self.register_buffer("kl_scale", torch.ones(()), persistent=False)
@@ -228,10 +229,13 @@ class StepLosses(nn.Module):
         if m.generator is not None:
             # z reaches G detached (official), or with its gradient into CM and E ("all")
             z = g_code(ctx, m.g_code)
-            fake = m.generate(y, z, detach=self.latent_grad != "all" or not train_backbone)
+            perm = self.code_shuffle(y) if z is not None and self.shuffle_g_codes else None
+            fake = m.generate(y, shuffled(z, y, perm, m),
+                              detach=self.latent_grad != "all" or not train_backbone)
             ctx_cm = self.cm_only(out, train_backbone)
             # "content": the content loss reads a fake of its own, from z with CM's gradient
-            fake_content = (m.generate(y, g_code(ctx_cm, m.g_code), detach=False)
+            fake_content = (m.generate(y, shuffled(g_code(ctx_cm, m.g_code), y, perm, m),
+                                       detach=False)
                             if ctx_cm is not None and self.latent_grad == "content" else fake)
             q_ce, confusion = self.code_adversary(ctx_cm, y)
             loss = loss + q_ce + L.w_code_adv * confusion
@@ -259,6 +263,17 @@ class StepLosses(nn.Module):
                 z = centre_codes(z, y, m.num_classes)
             codes = torch.where(valid.unsqueeze(1), z, torch.nan)  # (B, d, h, w)
         return loss, parts, (y, codes)
+
+    @staticmethod
+    def code_shuffle(y: Tensor) -> Tensor:
+        """For ``train.shuffle_g_codes``: per pixel of ``y`` (B, h, w), flat, the index of the
+        labelled pixel whose code it reads (a random permutation of the labelled pixels;
+        unlabelled pixels keep their own)."""
+        flat = y.reshape(-1)
+        idx = torch.arange(flat.numel(), device=y.device)
+        labelled = idx[flat != IGNORE]
+        idx[labelled] = labelled[torch.randperm(labelled.numel(), device=y.device)]
+        return idx
 
     def cm_only(self, out: dict, train_backbone: bool) -> ContextOutput | None:
         """CM again on E(x) detached, with the same noise draw (the values equal
@@ -313,6 +328,19 @@ class StepLosses(nn.Module):
         parts = torch.stack([loss, zero, zero, zero, zero, d_ce_fake,
                              zero, zero, g_ce]).detach().float()
         return loss, parts, None
+
+
+def shuffled(z: Tensor | None, y: Tensor, perm: Tensor | None, model: CaGNet) -> Tensor | None:
+    """``z`` (B, d, h, w) with pixel p reading the code of pixel ``perm[p]`` (flat indices;
+    `StepLosses.code_shuffle`), centred by the pixels' own classes first when the model
+    centres; ``z`` itself when ``perm`` is None."""
+    if z is None or perm is None:
+        return z
+    if model.code_centring:
+        z = centre_codes(z, y, model.num_classes)
+    B, d, h, w = z.shape
+    flat = z.permute(0, 2, 3, 1).reshape(-1, d)[perm]
+    return flat.view(B, h, w, d).permute(0, 3, 1, 2)
 
 
 def g_code(ctx: ContextOutput | None, which: str) -> Tensor | None:

@@ -421,3 +421,25 @@ def test_unknown_g_code_is_refused():
     cfg = cfg.replace(model=dataclasses.replace(cfg.model, g_code="sample"))
     with pytest.raises(ConfigError, match="g_code"):
         CaGNet(cfg, K, torch.randn(K, cfg.model.embed_dim))
+
+
+def test_shuffled_g_codes_are_a_permutation_of_the_labelled_pixels_codes():
+    tr = _trainer()
+    cfg = tr.cfg.replace(train=dataclasses.replace(tr.cfg.train, shuffle_g_codes=True))
+    tr = small_trainer(cfg, K, SEEN, UNSEEN)
+    read, outs = [], []
+    gen = tr.model.generator.forward
+    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
+    cm = tr.model.context.forward
+    tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
+    x, y = _batch()
+    tr.train_step(x, y, 0)
+    y_small = tr.kept[0]
+    lab = y_small != 255
+    own = outs[0].z.detach().permute(0, 2, 3, 1)
+    got = read[0].permute(0, 2, 3, 1)
+    assert torch.equal(got[~lab], own[~lab])  # unlabelled pixels keep their code
+    a = sorted(map(tuple, own[lab].tolist()))
+    b = sorted(map(tuple, got[lab].tolist()))
+    assert a == b  # the same codes, moved
+    assert not torch.equal(got[lab], own[lab])
