@@ -258,11 +258,11 @@ else:
           "with --methods 'cagnet,cagnet+st=cagnet:train.self_train=true'")
 
 # %% [markdown]
-# On the toy world, self-training moved hIoU by about a hundredth, up on one split and
-# down on the other (the output above): the same size as the difference between two seeds
-# of one method, so no gain can be claimed from these runs. The official self-training is
-# built for Pascal-VOC, where the pseudo-labelled pixels add unseen objects the training
-# images hold in large numbers; the toy images hold few unseen objects each.
+# On the toy world, over three seeds per split, self-training raised hIoU in 5 of the 6
+# runs, by about two hundredths on average, mostly through unseen mIoU (the output above
+# gives each run and the verdict of a test against seed noise). That is the size of the
+# "+ST" gains the paper reports on Pascal-VOC (39.7 to 43.7 hIoU, in percent), where the
+# pseudo-labelled pixels add unseen objects that the training images hold in large numbers.
 #
 # ## 3. From pixels to patches
 #
