@@ -64,6 +64,12 @@ def spec_config(spec: str, split: str, seed: int) -> Config:
                           "train": {**over.get("train", {}), "seed": seed}})
 
 
+def finished_run(cfg: Config) -> bool:
+    """Whether the run of ``cfg`` has finished in the cache (`run_dir` holds its metrics),
+    so that `toy_run` would load it rather than train."""
+    return (run_dir(cfg) / "metrics.json").is_file()
+
+
 def toy_run(method: str = "cagnet", cfg: Config | None = None,
             progress: bool = False) -> TrainResult:
     """Train ``cfg`` (default: the toy preset) with ``method``, or load the finished run.

@@ -503,13 +503,20 @@ if splits_run:
 # %%
 from matplotlib.lines import Line2D  # noqa: E402
 
-from cagnet.book import spec_config  # noqa: E402
+from cagnet.book import finished_run, spec_config  # noqa: E402
 from cagnet.context_eval import context_map, context_modes, mode_match  # noqa: E402
 from cagnet.data.toy import STUFF  # noqa: E402
 from cagnet.models.cagnet import centre_codes  # noqa: E402
 
 specs = {r["method"]: r["spec"] for r in runs if r["split"] == "default" and r["seed"] == 0}
-shown = [m for m in ("cagnet", "zs3net", "live-centred") if m in specs]
+# only runs already trained (by the results page's command or earlier chapters): each
+# variant trains for minutes, and this figure only reads them
+shown = [m for m in ("cagnet", "zs3net", "live-centred")
+         if m in specs and finished_run(spec_config(specs[m], "default", 0))]
+missing = [m for m in ("cagnet", "zs3net", "live-centred") if m not in shown]
+if missing:
+    print(f"not trained yet, so not shown: {', '.join(missing)} (the results page's command "
+          "trains them)")
 probe_images = [test_set[i] for i in range(200)]
 probe_batches = [(torch.stack([x for x, _ in probe_images[i:i + 20]]),
                   torch.stack([y for _, y in probe_images[i:i + 20]])) for i in range(0, 200, 20)]

@@ -76,3 +76,11 @@ def test_self_training_runs_start_from_the_finished_run_without_it(tmp_path, mon
         (run_dir(base) / "checkpoint.pt").read_bytes()
     assert tr.start_from_finished_run(st, run_dir(st)) == name  # remembered on a rescoring
     assert tr.start_from_finished_run(base, run_dir(base)) is None  # not a self-training run
+
+
+def test_finished_run_tells_a_trained_run_from_one_not_yet_trained():
+    from cagnet.book import finished_run
+    cfg = config_with(_tiny(), train=dict(seed=7))
+    assert not finished_run(cfg)
+    toy_run(cfg.method, cfg)
+    assert finished_run(cfg)
