@@ -585,7 +585,7 @@ if shown:
 #   tells $G$ nothing, $G$ learns to ignore it (gain 0%, fakes at chance among the
 #   context modes), and hIoU falls well below `live-centred`'s (the table above).
 # - **The attention does not use the code.** Replacing $z$ by 0 in the residual attention
-#   changes no score by more than a thousandth (the results page's code table): on this
+#   changes no `live-centred` hIoU by more than a thousandth (the results page's code table): on this
 #   world the code earns its keep through $G$ alone.
 # - **Scores: ahead, but not by much.** Over three seeds per split, `live-centred` is
 #   ahead of the official CaGNet in 5 of the 6 runs and of ZS3Net in 4 of 6 (the per-run
