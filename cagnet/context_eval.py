@@ -55,6 +55,23 @@ def codes(model, images: Tensor) -> tuple[Tensor, Tensor]:
     return out.feature, out.mu
 
 
+@torch.no_grad()
+def features_and_codes(model, images: Tensor, labels: Tensor
+                       ) -> tuple[Tensor, Tensor | None, Tensor]:
+    """Eval-mode real features f (B, d, h, w), the codes G reads for them (mu, centred by
+    the pixels' classes when the model centres, as in training; None without CM) and the
+    labels (B, h, w) at the features' size."""
+    if model.context is not None:
+        f, mu = codes(model, images)
+    else:
+        model.eval()
+        f, mu = torch.sigmoid(model.backbone(images)), None
+    y = resize_labels(labels, f.shape[-2:])
+    if mu is not None and getattr(model, "code_centring", False):
+        mu = centre_codes(mu, y, model.num_classes)
+    return f, mu, y
+
+
 def _pixels(t: Tensor, mask: Tensor) -> Tensor:  # (B, C, h, w), (B, h, w) -> (N, C)
     return t.permute(0, 2, 3, 1)[mask]
 
@@ -138,16 +155,8 @@ def class_fidelity(model, batches, seed: int = 0) -> dict[str, float]:
     g = torch.Generator(device=dev).manual_seed(seed)
     n = asked = own = asked_prior = 0
     for images, labels in batches:
-        images = images.to(dev)
-        if model.context is not None:
-            f, mu = codes(model, images)
-        else:
-            model.eval()
-            f, mu = torch.sigmoid(model.backbone(images)), None
-        y = resize_labels(labels.to(dev), f.shape[-2:])
+        f, mu, y = features_and_codes(model, images.to(dev), labels.to(dev))
         valid = y != IGNORE
-        if mu is not None and getattr(model, "code_centring", False):
-            mu = centre_codes(mu, y, K)  # the code as training kept it (the class taken out)
         shift = torch.randint(1, K, y.shape, generator=g, device=dev)
         other = torch.where(valid, (y + shift) % K, y)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
@@ -228,15 +237,7 @@ def context_modes(model, batches, stuff: Sequence[int], class_ids: Sequence[int]
     real = fake = None
     count = torch.zeros(C, S)
     for images, labels in batches:
-        images = images.to(dev)
-        if model.context is not None:
-            f, mu = codes(model, images)
-        else:
-            model.eval()
-            f, mu = torch.sigmoid(model.backbone(images)), None
-        y = resize_labels(labels.to(dev), f.shape[-2:])
-        if mu is not None and getattr(model, "code_centring", False):
-            mu = centre_codes(mu, y, model.num_classes)
+        f, mu, y = features_and_codes(model, images.to(dev), labels.to(dev))
         g = model.generate(y, mu)
         ctx = context_map(y, stuff, radius)
         if real is None:

@@ -504,9 +504,13 @@ if splits_run:
 from matplotlib.lines import Line2D  # noqa: E402
 
 from cagnet.book import finished_run, spec_config  # noqa: E402
-from cagnet.context_eval import context_map, context_modes, mode_match  # noqa: E402
+from cagnet.context_eval import (  # noqa: E402
+    context_map,
+    context_modes,
+    features_and_codes,
+    mode_match,
+)
 from cagnet.data.toy import STUFF  # noqa: E402
-from cagnet.models.cagnet import centre_codes  # noqa: E402
 
 specs = {r["method"]: r["spec"] for r in runs if r["split"] == "default" and r["seed"] == 0}
 # only runs already trained (by the results page's command or earlier chapters): each
@@ -531,12 +535,7 @@ if shown:
         with torch.no_grad():
             reals, fakes, ctxs = [], [], []
             for xb, yb in probe_batches:
-                out = net.segment(xb)
-                f = out["features"][0]
-                y_small = resize_labels(yb, f.shape[-2:])
-                code = out["ctx"].mu if out["ctx"] is not None else None
-                if code is not None and net.code_centring:
-                    code = centre_codes(code, y_small, net.num_classes)
+                f, code, y_small = features_and_codes(net, xb, yb)  # as G reads them
                 g = net.generate(y_small, code)
                 ctx_map = context_map(y_small, range(len(STUFF)))
                 at = (y_small == target) & (ctx_map >= 0)

@@ -398,11 +398,7 @@ def test_g_code_chooses_what_g_reads_and_what_is_kept(which):
     cfg = tr.cfg.replace(model=dataclasses.replace(tr.cfg.model, g_code=which,
                                                    logvar_relu=False))
     tr = small_trainer(cfg, K, SEEN, UNSEEN)
-    read, outs = [], []
-    gen = tr.model.generator.forward
-    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
-    cm = tr.model.context.forward
-    tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
+    read, outs = _record_g_and_cm(tr)
     x, y = _batch()
     tr.train_step(x, y, 0)
     ctx = outs[0]
@@ -427,11 +423,7 @@ def test_shuffled_g_codes_are_a_permutation_of_the_labelled_pixels_codes():
     tr = _trainer()
     cfg = tr.cfg.replace(train=dataclasses.replace(tr.cfg.train, shuffle_g_codes=True))
     tr = small_trainer(cfg, K, SEEN, UNSEEN)
-    read, outs = [], []
-    gen = tr.model.generator.forward
-    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
-    cm = tr.model.context.forward
-    tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
+    read, outs = _record_g_and_cm(tr)
     x, y = _batch()
     tr.train_step(x, y, 0)
     y_small = tr.kept[0]
@@ -443,3 +435,13 @@ def test_shuffled_g_codes_are_a_permutation_of_the_labelled_pixels_codes():
     b = sorted(map(tuple, got[lab].tolist()))
     assert a == b  # the same codes, moved
     assert not torch.equal(got[lab], own[lab])
+
+
+def _record_g_and_cm(tr):
+    """Lists that fill with G's code input and CM's outputs at each call of ``tr``'s model."""
+    read, outs = [], []
+    gen = tr.model.generator.forward
+    tr.model.generator.forward = lambda w, z: read.append(z) or gen(w, z)
+    cm = tr.model.context.forward
+    tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
+    return read, outs
