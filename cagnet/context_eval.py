@@ -126,13 +126,9 @@ def generator_gain(model, batches) -> dict[str, float]:
     for images, labels in batches:
         if images.shape[0] < 2:
             continue
-        f, mu = codes(model, images.to(dev))
-        y = resize_labels(labels.to(dev), f.shape[-2:])
+        f, own_code, y = features_and_codes(model, images.to(dev), labels.to(dev))
         valid = y != IGNORE
-        own_code, other_code = mu, mu.roll(1, dims=0)
-        if getattr(model, "code_centring", False):  # each code as G reads it in training
-            own_code = centre_codes(mu, y, model.num_classes)
-            other_code = own_code.roll(1, dims=0)
+        other_code = own_code.roll(1, dims=0)
         d_own = (model.generate(y, own_code) - f).norm(dim=1)[valid]
         d_other = (model.generate(y, other_code) - f).norm(dim=1)[valid]
         own += d_own.sum().item()
