@@ -87,6 +87,7 @@ from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, 
 from cagnet.models import CaGNet
 from cagnet.models.cagnet import centre_codes
 from cagnet.models.context import ContextOutput
+from cagnet.patches import patch_label_maps
 from cagnet.selftrain import label_batch
 
 IGNORE = 255
@@ -184,6 +185,11 @@ class StepLosses(nn.Module):
         weights = [cfg.train.unseen_weight if c in unseen else 1.0 for c in ids]
         self.register_buffer("fake_classes", torch.tensor(ids), persistent=False)
         self.register_buffer("fake_probs", torch.tensor(weights) / sum(weights), persistent=False)
+        # the patch-level CaGNet's structured label maps (`cagnet.patches`): a seen class of a
+        # real patch becomes unseen with the unseen classes' share of the i.i.d. maps' draws
+        self.register_buffer("seen_ids", torch.tensor(sorted(seen)), persistent=False)
+        self.register_buffer("unseen_ids", torch.tensor(sorted(unseen)), persistent=False)
+        self.unseen_share = sum(w for c, w in zip(ids, weights) if c in unseen) / sum(weights)
 
     def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
         if kind == "fake":
@@ -313,11 +319,20 @@ class StepLosses(nn.Module):
 
         CaGNet's codes are z ~ N(0, I) (official), or, given ``codes`` (B, d, h, w) from a real
         step (NaN at unlabelled pixels; ``train.fake_codes = "real"``), real pixels' codes
-        drawn at random, so that each fake takes the context of some real pixel."""
+        drawn at random, so that each fake takes the context of some real pixel.
+        With ``model.patch_size`` p > 1 the label map is tiled with p x p patches of ``like``'s
+        layouts and each patch gets one code, or the real codes it was cut with
+        (`cagnet.patches.patch_label_maps`)."""
         m, L = self.model, self.loss
         size = like.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
-        y_fake = self.random_labels(like.shape[0], tuple(size))
-        z = None if codes is None else draw_codes(codes, y_fake.shape)
+        if m.patch_size > 1:
+            latent = m.generator.latent_dim if m.context is not None else None
+            y_fake, z = patch_label_maps(like, (like.shape[0], *size), m.patch_size,
+                                         self.seen_ids, self.unseen_ids, self.unseen_share,
+                                         codes, latent)
+        else:
+            y_fake = self.random_labels(like.shape[0], tuple(size))
+            z = None if codes is None else draw_codes(codes, y_fake.shape)
         train_g = L.w_ce_fake_g_transfer != 0
         with torch.set_grad_enabled(train_g and torch.is_grad_enabled()):
             fake = m.generate(y_fake, z)  # z ~ N(0, I) when z is None

@@ -84,6 +84,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "model.selector": one_of("trained", "official"),
     "model.latent_grad": one_of("none", "content", "all"),
     "model.g_code": one_of("z", "mu"),
+    "model.patch_size": one_of(1, 3, 5, 7),
     "model.toy_width": COUNT,
     "model.toy_stride": one_of(1, 2, 4, 8),
     "model.toy_refine": NONNEGATIVE_COUNT,

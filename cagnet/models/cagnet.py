@@ -55,7 +55,12 @@ class CaGNet(nn.Module):
         self.generator = (  # G
             gen_cls(d, d, m.generator_hidden, d, m.generator_dropout) if gen_cls else None
         )
-        self.discriminator = Discriminator(d, m.disc_hidden, num_classes, m.disc_dropout)  # D, C
+        if m.patch_size < 1 or m.patch_size % 2 == 0:
+            raise ConfigError(f"model.patch_size must be an odd number >= 1, got "
+                              f"{m.patch_size}; 1 is CaGNet, 3 the patch-level CaGNet")
+        self.patch_size = m.patch_size
+        self.discriminator = Discriminator(d, m.disc_hidden, num_classes, m.disc_dropout,
+                                           cls_kernel=m.patch_size)  # D, C
         # Q: a linear probe that reads the pixel's class from its code mu; CM learns to leave
         # it guessing (loss.w_code_adv > 0 only; a deviation that keeps the class out of z)
         self.code_probe = (nn.Linear(d, num_classes)
