@@ -81,6 +81,18 @@ def toy_run(method: str = "cagnet", cfg: Config | None = None,
     return fit(cfg, out_dir=run_dir(cfg), resume=True, progress=progress)
 
 
+def results_run(name: str, split: str = "default", seed: int = 0) -> TrainResult | None:
+    """A variant of the results page by its name there (``"live-centred"``, ``"zs3net"``, ...),
+    loaded and scored if its run (``split``, ``seed``) has finished in the cache, else None:
+    a chapter shows it without training it (the results page's command trains it)."""
+    rows = (book_results("results_toy") or {}).get("runs", [])
+    spec = next((r["spec"] for r in rows if r["method"] == name), None)
+    if spec is None:
+        return None
+    cfg = spec_config(spec, split, seed)
+    return toy_run(cfg.method, cfg) if finished_run(cfg) else None
+
+
 def book_results(name: str) -> dict | list | None:
     """The JSON a benchmark wrote into the book's folder (``book/<name>.json``, e.g.
     ``results_toy`` from `benchmarks/toy_results.py`, ``latent_screen`` from

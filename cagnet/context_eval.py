@@ -266,3 +266,38 @@ def mode_match(modes: dict[str, Tensor], min_pixels: int = 20) -> dict[str, floa
         cells += len(ok)
     return {"matched": hits / max(cells, 1),
             "chance": chance / max(cells, 1) if cells else float("nan"), "cells": cells}
+
+
+REGIONS = ("thing interior", "thing edge", "stuff by a thing", "open stuff")
+
+
+def pixel_regions(labels: Tensor, stuff: Sequence[int]) -> Tensor:
+    """(B, h, w) label ids -> (B, h, w) index into `REGIONS`: a thing pixel is *interior*
+    when its 3 x 3 neighbours all share its class, else an *edge*; a stuff pixel is *by a
+    thing* when a thing lies within 2 cells, else *open*; -1 on ignored pixels."""
+    ids = torch.as_tensor(list(stuff), device=labels.device)
+    thing = ~torch.isin(labels, ids) & (labels != IGNORE)
+    padded = F.pad(labels[:, None].float(), (1, 1, 1, 1), mode="replicate")
+    same = (F.unfold(padded, 3) == labels.flatten(1)[:, None].float()).all(1)  # (B, h w)
+    interior = thing & same.view_as(labels)
+    near_thing = F.max_pool2d(thing[:, None].float(), 5, stride=1, padding=2)[:, 0] > 0
+    region = torch.where(thing, torch.where(interior, 0, 1), torch.where(near_thing, 2, 3))
+    return torch.where(labels == IGNORE, -1, region)
+
+
+@torch.no_grad()
+def selector_by_region(model, batches, stuff: Sequence[int]) -> dict[str, Tensor]:
+    """The context selector's weights (eval mode) per `REGIONS` entry: ``mean`` and ``std``
+    (R, S) over the region's pixels for each of the S scales, and ``count`` (R,) pixels."""
+    model.eval()
+    dev = next(model.parameters()).device
+    chunks: list[list[Tensor]] = [[] for _ in REGIONS]
+    for images, labels in batches:
+        w = model.context(model.backbone(images.to(dev))).weights  # (B, S, h, w)
+        region = pixel_regions(resize_labels(labels.to(dev), w.shape[-2:]), stuff)
+        for r in range(len(REGIONS)):
+            chunks[r].append(w.permute(0, 2, 3, 1)[region == r].float().cpu())
+    pixels = [torch.cat(c) for c in chunks]
+    return {"mean": torch.stack([p.mean(0) for p in pixels]),
+            "std": torch.stack([p.std(0) for p in pixels]),
+            "count": torch.tensor([len(p) for p in pixels])}

@@ -26,6 +26,13 @@ from torch import Tensor
 IGNORE = 255
 
 
+def unseen_share(seen: list[int], unseen: list[int], weight: float) -> float:
+    """The probability that an i.i.d. fake pixel is unseen when unseen classes are drawn with
+    ``weight`` (``train.unseen_weight``) and seen ones with 1: a patch's seen classes are
+    swapped for unseen ones with it, so both kinds of map hold unseen classes alike."""
+    return len(unseen) * weight / (len(seen) + len(unseen) * weight)
+
+
 def patch_positions(like: Tensor, size: tuple[int, int], p: int) -> tuple[Tensor, ...]:
     """Where each patch of a tiled (B, H, W) map is cut from ``like`` (B', h, w): for the
     B * ceil(H/p) * ceil(W/p) patches, a random image and a random top-left corner, as

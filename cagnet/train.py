@@ -87,7 +87,7 @@ from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, 
 from cagnet.models import CaGNet
 from cagnet.models.cagnet import centre_codes
 from cagnet.models.context import ContextOutput
-from cagnet.patches import patch_label_maps
+from cagnet.patches import patch_label_maps, unseen_share
 from cagnet.selftrain import label_batch
 
 IGNORE = 255
@@ -189,7 +189,7 @@ class StepLosses(nn.Module):
         # real patch becomes unseen with the unseen classes' share of the i.i.d. maps' draws
         self.register_buffer("seen_ids", torch.tensor(sorted(seen)), persistent=False)
         self.register_buffer("unseen_ids", torch.tensor(sorted(unseen)), persistent=False)
-        self.unseen_share = sum(w for c, w in zip(ids, weights) if c in unseen) / sum(weights)
+        self.unseen_share = unseen_share(seen, unseen, cfg.train.unseen_weight)
 
     def forward(self, kind: str, x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Any]:
         if kind == "fake":

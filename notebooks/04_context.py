@@ -211,6 +211,66 @@ else:
 assert ((weights > 0) & (weights < 1)).all()
 
 # %% [markdown]
+# ### The selector of a CaGNet whose codes live
+#
+# The model above is the official CaGNet, and chapter 5 shows that its codes collapse. Its
+# recipe for codes that carry context trains the same module differently. That run is
+# `live-centred` on the [results page](../book/results.md). Does its selector weigh the
+# scales differently inside objects, at their edges and on open stuff? Below, the weights
+# of both models, averaged over each kind of pixel of the 400 test images
+# (`cagnet.context_eval.selector_by_region`). The `live-centred` run is shown once the
+# results page's command has trained it; this chapter does not train it.
+
+# %%
+from cagnet.book import results_run  # noqa: E402
+from cagnet.context_eval import REGIONS, selector_by_region  # noqa: E402
+from cagnet.data.toy import STUFF  # noqa: E402
+
+live = results_run("live-centred")
+region_batches = [(torch.stack([test_set[i][0] for i in range(j, j + 50)]),
+                   torch.stack([test_set[i][1] for i in range(j, j + 50)]))
+                  for j in range(0, len(test_set), 50)]
+selectors = {"official CaGNet": model}
+if live is None:
+    print("the live-centred run has not been trained yet, so only the official model is "
+          "shown (benchmarks/toy_results.py trains it; see the results page)")
+else:
+    selectors["live-centred"] = live.model.eval()
+by_region = {name: selector_by_region(m, region_batches, range(len(STUFF)))
+             for name, m in selectors.items()}
+fig, axes = plt.subplots(1, len(by_region), figsize=(5.5 * len(by_region), 3.4), squeeze=False)
+for ax, (name, r) in zip(axes[0], by_region.items(), strict=True):
+    xs = np.arange(len(REGIONS))
+    for s in range(3):
+        ax.bar(xs + (s - 1) * 0.27, r["mean"][:, s], 0.27, yerr=r["std"][:, s], capsize=2,
+               label=f"$w_{s + 1}$")
+    ax.set_xticks(xs, REGIONS, rotation=15)
+    gap = float((r["mean"].amax(0) - r["mean"].amin(0)).max())
+    ax.set(ylim=(0, 1.05), ylabel="mean weight (bar: ± sd over pixels)",
+           title=f"{name}: regions differ by ≤ {gap:.3f}")
+    ax.legend(fontsize=8, ncol=3)
+    print(f"{name}: " + "; ".join(
+        f"{reg} " + "/".join(f"{v:.2f}" for v in r["mean"][k].tolist())
+        for k, reg in enumerate(REGIONS)) + f"  (w1/w2/w3; {r['count'].sum()} pixels)")
+plt.tight_layout()
+plt.show()
+
+# %%
+for name, r in by_region.items():
+    scale_gap = float((r["mean"].amax(1) - r["mean"].amin(1)).mean())  # between scales
+    region_gap = float((r["mean"].amax(0) - r["mean"].amin(0)).max())  # between regions
+    within = float(r["std"].mean())
+    print(f"{name}: scales differ by {scale_gap:.3f} on average, regions by at most "
+          f"{region_gap:.3f}, pixels within a region by {within:.3f} (sd)")
+    if scale_gap < 0.05:
+        print("  -> the selector weighs the three scales alike everywhere: it is switched off")
+    elif region_gap < max(0.05, within):
+        print("  -> the selector prefers some scales to others, but the same ones inside "
+              "objects, at edges and on stuff: its choice hardly depends on the pixel")
+    else:
+        print("  -> the selector's choice of scale depends on where the pixel lies")
+
+# %% [markdown]
 # **Explore.** Pick a test image and a pixel, and see what CM does there: the three
 # selector weights and the pixel's code $\mu$ (its first 16 channels). The slider needs a
 # running kernel; the static figure below shows three pixels of the first image: inside

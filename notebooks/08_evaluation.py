@@ -46,7 +46,7 @@ if "google.colab" in sys.modules:  # on Colab: install the cagnet package first
 import matplotlib.pyplot as plt
 import torch
 
-from cagnet.book import toy_run
+from cagnet.book import results_run, toy_run
 from cagnet.config import get_preset
 from cagnet.data import build_dataset, class_split
 from cagnet.evaluate import confusion_matrices
@@ -86,10 +86,15 @@ print("IoU per class:", [round(v, 4) for v in s["iou"]], "(class 4 absent: nan)"
 runs = {}
 for method in ("seen-only", "zs3net", "cagnet"):
     runs[method] = toy_run(method)
+# chapter 5's CaGNet with live codes (the results page's `live-centred`, seed 0, default
+# split), once the results page's command has trained it; this chapter does not train it
+live = results_run("live-centred")
+if live is not None:
+    runs["live-centred"] = live
 rows = [{"method": k, **r.metrics} for k, r in runs.items()]
-print(f"{'method':10s} {'seen mIoU':>10s} {'unseen mIoU':>12s} {'hIoU':>7s} {'pixel acc':>10s}")
+print(f"{'method':12s} {'seen mIoU':>10s} {'unseen mIoU':>12s} {'hIoU':>7s} {'pixel acc':>10s}")
 for r in rows:
-    print(f"{r['method']:10s} {r['miou_seen']:10.3f} {r['miou_unseen']:12.3f} {r['hiou']:7.3f} "
+    print(f"{r['method']:12s} {r['miou_seen']:10.3f} {r['miou_unseen']:12.3f} {r['hiou']:7.3f} "
           f"{r['pixel_acc']:10.3f}")
 
 # %%
@@ -126,6 +131,12 @@ elif mu_spread < 1e-2:
     print("CaGNet beats ZS3Net on this run, although its codes have collapsed to mu = 0 "
           "(chapter 5): the difference does not come from context in z. Compare the spread "
           "over seeds on the results page before reading much into one run.")
+if live is not None:
+    live_model = live.model.eval()
+    with torch.no_grad():
+        live_spread = float(live_model.context(live_model.backbone(x)).mu.std())
+    print(f"live-centred - ZS3Net: hIoU {by['live-centred']['hiou'] - by['zs3net']['hiou']:+.3f}; "
+          f"spread of its codes mu: {live_spread:.4f}")
 
 # %% [markdown]
 # ## Does the generator listen to its latent input?
@@ -163,6 +174,35 @@ ratio = {m: r / c for m, (r, c) in moved.items()}
 print("The generator that listens more to its latent input:", max(ratio, key=ratio.get))
 
 # %% [markdown]
+# Random noise is not what CaGNet's generator reads, though: it reads each pixel's
+# contextual code. With the codes as $G$ reads them in training (`features_and_codes`),
+# the same two moves: the code swapped for the code at the same place of another test
+# image, against the class changed with the pixel's own code. Chapter 5's `live-centred`
+# run of the results page joins the official CaGNet here once the results page's command
+# has trained it.
+
+# %%
+from cagnet.context_eval import features_and_codes  # noqa: E402
+
+with_codes = {"cagnet": runs["cagnet"].model.eval()}
+if live is None:
+    print("the live-centred run has not been trained yet: only the official CaGNet is shown")
+else:
+    with_codes["live-centred"] = live.model.eval()
+x16 = torch.stack([test_set[i][0] for i in range(16)])
+for method, model_m in with_codes.items():
+    with torch.no_grad():
+        _, code, y_c = features_and_codes(model_m, x16, y_test)
+        keep_c = y_c != 255
+        y_other = torch.where(keep_c, (y_c + 1) % classes.num_classes, y_c)
+        a = model_m.generate(y_c, code)
+        swapped = float((a - model_m.generate(y_c, code.roll(1, 0))).norm(dim=1)[keep_c].mean())
+        reclass = float((a - model_m.generate(y_other, code)).norm(dim=1)[keep_c].mean())
+    moved[method + " (own codes)"] = (swapped, reclass)
+    print(f"{method:12s} code of another image: {swapped:.3f} | class changed: {reclass:.3f} "
+          f"| ratio {swapped / reclass:.2f}")
+
+# %% [markdown]
 # ## Where context helps: scores per context
 #
 # On the lit toy world a thing looks different on each stuff. Scoring the pixels of each
@@ -176,13 +216,16 @@ from cagnet.data.toy import STUFF  # noqa: E402
 test_batches = [(torch.stack([test_set[i][0] for i in range(j, min(j + 16, len(test_set)))]),
                  torch.stack([test_set[i][1] for i in range(j, min(j + 16, len(test_set)))]))
                 for j in range(0, len(test_set), 16)]
-per_ctx = {m: per_context_scores(runs[m].model, test_batches, classes, range(len(STUFF)), STUFF)
-           for m in ("zs3net", "cagnet")}
+scored = {"zs3net": runs["zs3net"].model, "cagnet": runs["cagnet"].model,
+          **({"live-centred": live.model} if live is not None else {})}
+per_ctx = {m: per_context_scores(net, test_batches, classes, range(len(STUFF)), STUFF)
+           for m, net in scored.items()}
 fig, ax = plt.subplots(figsize=(7, 3.2))
-width = 0.38
-for k, m in enumerate(("zs3net", "cagnet")):
+width = 0.8 / len(scored)
+for k, m in enumerate(scored):
     vals = [per_ctx[m][c]["miou_unseen"] for c in STUFF]
-    ax.bar([i + (k - 0.5) * width for i in range(len(STUFF))], vals, width, label=m)
+    ax.bar([i + (k - (len(scored) - 1) / 2) * width for i in range(len(STUFF))], vals, width,
+           label=m)
     print(m, {c: round(v, 3) for c, v in zip(STUFF, vals, strict=True)})
 ax.set_xticks(range(len(STUFF)), [f"on {c}" for c in STUFF])
 ax.set(ylabel="unseen mIoU", ylim=(0, 1), title="Unseen mIoU by the stuff a pixel lies on")

@@ -84,3 +84,24 @@ def test_finished_run_tells_a_trained_run_from_one_not_yet_trained():
     assert not finished_run(cfg)
     toy_run(cfg.method, cfg)
     assert finished_run(cfg)
+
+
+def test_results_run_loads_a_results_page_variant_only_once_it_has_finished(tmp_path,
+                                                                           monkeypatch):
+    import cagnet.book as book
+
+    monkeypatch.setenv("CAGNET_CACHE", str(tmp_path))  # an empty cache
+
+    rows = {"runs": [{"method": "tiny", "spec": "cagnet", "split": "default", "seed": 0}]}
+    monkeypatch.setattr(book, "book_results", lambda name: rows)
+    asked = []
+    monkeypatch.setattr(book, "spec_config",
+                        lambda spec, split, seed: asked.append((spec, split, seed)) or _tiny())
+    assert book.results_run("not on the page") is None
+    folder = run_dir(_tiny())
+    assert book.results_run("tiny") is None  # not trained: None, and nothing trained
+    assert not folder.exists()
+    toy_run("cagnet", _tiny())
+    loaded = book.results_run("tiny", "alt", 2)
+    assert asked[-1] == ("cagnet", "alt", 2)
+    assert loaded is not None and loaded.history == toy_run("cagnet", _tiny()).history

@@ -215,3 +215,34 @@ def test_context_modes_average_real_and_fake_features_per_class_and_context():
     assert torch.equal(modes["real"], modes["fake"])  # this stand-in's G returns its code
     assert modes["real"][0, 1, 4] == 1 and modes["real"][0, 0, 4] == 0
     assert mode_match(modes, min_pixels=5)["matched"] == 1.0
+
+
+def test_pixel_regions_tell_interiors_edges_and_stuff_near_and_far():
+    from cagnet.context_eval import pixel_regions
+
+    y = torch.zeros(1, 9, 12, dtype=torch.long)  # stuff 0 everywhere
+    y[0, 1:6, 1:6] = 5  # a 5 x 5 thing
+    y[0, 8, 11] = 255
+    r = pixel_regions(y, [0, 1])[0]
+    assert r[3, 3] == 0 and (r[2:5, 2:5] == 0).all()  # interior: 3 x 3 all the thing
+    assert r[1, 1] == 1 and r[5, 3] == 1  # its border
+    assert r[0, 0] == 2 and r[7, 7] == 2  # stuff within 2 cells of the thing
+    assert r[0, 9] == 3 and r[8, 10] == 3  # open stuff
+    assert r[8, 11] == -1
+
+
+def test_selector_by_region_averages_the_weights_of_each_region():
+    from cagnet.context_eval import REGIONS, selector_by_region
+
+    torch.manual_seed(0)
+    model, _ = _model()
+    x = torch.randn(2, 3, 64, 64)  # 16 x 16 feature cells
+    y = torch.zeros(2, 64, 64, dtype=torch.long)
+    y[:, 4:24, 4:24] = 5
+    out = selector_by_region(model, [(x, y)], [0, 1, 2, 3])
+    assert out["mean"].shape == (len(REGIONS), 3) and out["std"].shape == (len(REGIONS), 3)
+    assert (out["count"] > 0).all()
+    with torch.no_grad():
+        w = model.context(model.backbone(x)).weights
+    assert torch.allclose((out["mean"] * out["count"][:, None]).sum(0) / out["count"].sum(),
+                          w.mean((0, 2, 3)), atol=1e-5)

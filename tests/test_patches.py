@@ -140,3 +140,15 @@ def test_a_patch_fine_tuning_step_trains_c_on_patches_of_the_kept_layouts(method
     assert set(labels.unique().tolist()) <= {0, 1, 2, 3, 4, 5, IGNORE}
     assert {4, 5} & set(labels.unique().tolist())  # unseen classes in real layouts
     assert (latent is None) == (method == "zs3net")
+
+
+def test_the_unseen_share_is_the_iid_maps_share_of_unseen_pixels():
+    from small import small_toy, small_trainer
+
+    from cagnet.patches import unseen_share
+
+    assert unseen_share([0, 1], [2], 2.0) == 0.5
+    tr = small_trainer(small_toy(), 6, [0, 1, 2, 3], [4, 5])
+    draws = tr.losses.random_labels(64, (32, 32))
+    share = float(torch.isin(draws, torch.tensor([4, 5])).float().mean())
+    assert abs(share - tr.losses.unseen_share) < 0.01
