@@ -55,10 +55,11 @@ class ModelConfig:
     # (a deviation: with sigma near 1 and a code that varies little within a class, the
     # noise hides the code from G, which then learns to ignore it)
     g_code: str = "z"
-    # The patch-level CaGNet (CaGNetv2, voc12_pa3.yaml `patchsize: 3`; 1: CaGNet, pixel-wise):
-    # C reads a patch_size x patch_size neighbourhood (networks.py Discriminator_ps3), and the
-    # fine-tuning's fake-feature steps generate whole patches: label maps tiled with patches
-    # of real layouts, one code per patch (model.py step2, `patchsize == 3`; `fake_step`)
+    # The patch-level CaGNet (CaGNetv2; its configs/voc12_pa3.yaml sets `patchsize: 3`, 1 is
+    # CaGNet, pixel-wise): C reads a patch_size x patch_size neighbourhood (networks.py
+    # Discriminator_ps3), and the fine-tuning's fake-feature steps tile their label maps with
+    # patches of real layouts, one code per patch (model.py step2), C's CE counted at the
+    # patches' centres only (losses.py ClsLoss, select=True); `cagnet.patches`
     patch_size: int = 1
     generator_hidden: tuple[int, ...] = (1024, 960, 864, 784, 720)
     # networks.py Generator; one rate per hidden layer, or a single rate for all

@@ -87,7 +87,7 @@ from cagnet.losses import content_loss, gan_loss, kl_divergence, resize_labels, 
 from cagnet.models import CaGNet
 from cagnet.models.cagnet import centre_codes
 from cagnet.models.context import ContextOutput
-from cagnet.patches import patch_label_maps, unseen_share
+from cagnet.patches import centres_only, patch_label_maps, unseen_share
 from cagnet.selftrain import label_batch
 
 IGNORE = 255
@@ -321,24 +321,27 @@ class StepLosses(nn.Module):
         step (NaN at unlabelled pixels; ``train.fake_codes = "real"``), real pixels' codes
         drawn at random, so that each fake takes the context of some real pixel.
         With ``model.patch_size`` p > 1 the label map is tiled with p x p patches of ``like``'s
-        layouts and each patch gets one code, or the real codes it was cut with
-        (`cagnet.patches.patch_label_maps`)."""
+        layouts, each patch gets one code, or the real codes it was cut with
+        (`cagnet.patches.patch_label_maps`), and C's CE counts each patch's centre pixel
+        only (`cagnet.patches.centres_only`)."""
         m, L = self.model, self.loss
         size = like.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
         if m.patch_size > 1:
             latent = m.generator.latent_dim if m.context is not None else None
             y_fake, z = patch_label_maps(like, (like.shape[0], *size), m.patch_size,
                                          self.seen_ids, self.unseen_ids, self.unseen_share,
-                                         codes, latent)
+                                         m.num_classes, codes, latent)
+            y_ce = centres_only(y_fake, m.patch_size)  # C is scored at the patches' centres
         else:
             y_fake = self.random_labels(like.shape[0], tuple(size))
             z = None if codes is None else draw_codes(codes, y_fake.shape)
+            y_ce = y_fake
         train_g = L.w_ce_fake_g_transfer != 0
         with torch.set_grad_enabled(train_g and torch.is_grad_enabled()):
             fake = m.generate(y_fake, z)  # z ~ N(0, I) when z is None
         zero = fake.new_zeros((), dtype=torch.float32)
-        d_ce_fake = segmentation_ce(m.classify(fake.detach()), y_fake)
-        g_ce = segmentation_ce(call_frozen(m.discriminator, fake)[1], y_fake) if train_g else zero
+        d_ce_fake = segmentation_ce(m.classify(fake.detach()), y_ce)
+        g_ce = segmentation_ce(call_frozen(m.discriminator, fake)[1], y_ce) if train_g else zero
         loss = L.w_ce_fake_transfer * d_ce_fake + L.w_ce_fake_g_transfer * g_ce
         parts = torch.stack([loss, zero, zero, zero, zero, d_ce_fake,
                              zero, zero, g_ce]).detach().float()

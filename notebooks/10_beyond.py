@@ -304,21 +304,23 @@ assert torch.allclose(fake[:, :, perm], shuffled, atol=1e-5)
 #    depends on its neighbours' features. $G$ stays pixel-wise.
 # 2. **Fine-tuning generates whole patches.** In the fake-feature steps the label map is
 #    tiled with 3 × 3 patches that have a layout, and each patch gets one code
-#    $z \sim \mathcal{N}(0, I)$ for all its pixels.
+#    $z \sim \mathcal{N}(0, I)$ for all its pixels. $C$'s cross-entropy on these fakes
+#    counts only each patch's centre pixel (`ClsLoss` with `select=True` in its
+#    `losses.py`): the one pixel whose 3 × 3 view lies inside its own patch.
 #
 # The official patches come from a PixelCNN trained on real label maps and sampled with
 # unseen classes forced in. `cagnet.patches` cuts them from real label maps instead: from
 # the last training batch's label maps (at the features' resolution), a random 3 × 3
-# patch. Each seen class in the patch is swapped for a random unseen class, with the
-# probability that an i.i.d. fake pixel is unseen (`unseen_share`), so both kinds of map
-# ask for the unseen classes equally often. That is a listed deviation. With
-# `train.fake_codes = "real"` a patch takes the real codes of the pixels it was cut
-# from. One setting turns all of it on: `--set model.patch_size=3`.
+# window that holds no ignored pixel. Each seen class in the patch is swapped for a random
+# unseen class, with the probability that an i.i.d. fake pixel is unseen
+# (`unseen_share`), so both kinds of map ask for the unseen classes equally often. That is
+# a listed deviation. With `train.fake_codes = "real"` a patch takes the real codes of the
+# pixels it was cut from. One setting turns all of it on: `--set model.patch_size=3`.
 #
 # What the two kinds of fake label map look like, for the same training batch:
 
 # %%
-from cagnet.patches import patch_label_maps, unseen_share  # noqa: E402
+from cagnet.patches import centres_only, patch_label_maps, unseen_share  # noqa: E402
 from cagnet.train import StepLosses  # noqa: E402
 
 batch = torch.stack([train_set[i][1] for i in range(16)])  # unseen pixels ignored (255)
@@ -328,7 +330,8 @@ steps = StepLosses(model, cfg, classes.seen, classes.unseen)
 torch.manual_seed(0)
 iid = steps.random_labels(4, (side, side))
 share = unseen_share(classes.seen, classes.unseen, cfg.train.unseen_weight)
-patched, _ = patch_label_maps(like, (4, side, side), 3, steps.seen_ids, steps.unseen_ids, share)
+patched, _ = patch_label_maps(like, (4, side, side), 3, steps.seen_ids, steps.unseen_ids, share,
+                              classes.num_classes)
 unseen_ids = torch.tensor(classes.unseen)
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
 for ax, (m, title) in zip(axes, [(like[0], "a real training label map"),
@@ -338,6 +341,10 @@ for ax, (m, title) in zip(axes, [(like[0], "a real training label map"),
     ax.imshow(colorize(m, colors), interpolation="nearest")
     frac = float(torch.isin(m, unseen_ids).float().mean())
     ax.set(title=f"{title}\n({frac:.0%} unseen pixels)", xticks=[], yticks=[])
+scored = (centres_only(patched[:1], 3)[0] != 255).nonzero()
+axes[2].scatter(scored[:, 1], scored[:, 0], s=8, c="white", edgecolors="black", linewidths=0.5,
+                label="scored centres")
+axes[2].legend(loc="lower left", fontsize=7)
 label_legend(axes[2], classes.names, colors, classes.unseen)
 plt.tight_layout()
 plt.show()

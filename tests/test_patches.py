@@ -8,7 +8,7 @@ import torch
 from cagnet.config import get_preset
 from cagnet.errors import ConfigError
 from cagnet.models.discriminator import Discriminator
-from cagnet.patches import IGNORE, patch_label_maps, swap_classes, tile
+from cagnet.patches import IGNORE, centres_only, patch_label_maps, swap_classes, tile
 from cagnet.train import config_with
 from cagnet.validation import validate_config
 
@@ -49,30 +49,28 @@ def test_real_codes_come_from_where_each_patch_was_cut():
     codes = coordinate_codes(like)
     codes[0, :, :2, :2] = torch.nan  # ignored pixels carry no code
     size = (4, 12, 12)
-    labels, z = patch_label_maps(like, size, 3, SEEN, UNSEEN, share=0.0, codes=codes)
+    labels, z = patch_label_maps(like, size, 3, SEEN, UNSEEN, 0.0, 8, codes=codes)
     assert labels.shape == size and z.shape == (4, 3, 12, 12)
     for b in range(4):
         for bi in range(4):
             for bj in range(4):
                 block = (b, slice(3 * bi, 3 * bi + 3), slice(3 * bj, 3 * bj + 3))
                 src = z[block[0], :, block[1], block[2]]  # (3, 3, 3)
-                if (src == 0).all(0).any():  # a patch reaching into the ignored corner
-                    assert (labels[block] == IGNORE).any()
-                    continue
                 img, r0, c0 = (int(v) for v in src[:, 0, 0])
                 assert (src[0] == img).all()  # one image per patch, a contiguous 3 x 3 crop
                 assert torch.equal(src[1], r0 + torch.arange(3.0)[:, None].expand(3, 3))
                 assert torch.equal(src[2], c0 + torch.arange(3.0)[None, :].expand(3, 3))
                 assert torch.equal(labels[block], like[img, r0:r0 + 3, c0:c0 + 3])
+    assert not (labels == IGNORE).any()  # windows with an ignored pixel are never cut
 
 
 def test_prior_codes_are_one_draw_per_patch():
     torch.manual_seed(1)
-    _, z = patch_label_maps(real_maps(), (2, 9, 9), 3, SEEN, UNSEEN, 0.5, latent_dim=5)
+    _, z = patch_label_maps(real_maps(), (2, 9, 9), 3, SEEN, UNSEEN, 0.5, 8, latent_dim=5)
     blocks = z.view(2, 5, 3, 3, 3, 3).permute(0, 2, 4, 1, 3, 5).reshape(18, 5, 9)
     assert torch.equal(blocks, blocks[:, :, :1].expand_as(blocks))  # constant within a patch
     assert torch.unique(blocks[:, 0, 0]).numel() == 18  # a new draw for every patch
-    labels, z = patch_label_maps(real_maps(), (2, 9, 9), 3, SEEN, UNSEEN, 0.5)
+    labels, z = patch_label_maps(real_maps(), (2, 9, 9), 3, SEEN, UNSEEN, 0.5, 8)
     assert z is None  # ZS3Net's generator draws its own noise
 
 
@@ -81,21 +79,24 @@ def test_swaps_keep_each_patch_s_shapes_and_reach_the_unseen_share():
     n = 4000
     patches = torch.randint(0, 6, (n, 3, 3))
     patches[:, 0, 0] = IGNORE
-    out = swap_classes(patches, SEEN, UNSEEN, share=0.3)
+    out = swap_classes(patches, SEEN, UNSEEN, 0.3, 8)
     assert (out[:, 0, 0] == IGNORE).all()
     assert set(out[:, 1:].unique().tolist()) <= set(range(8))
     for k in range(50):  # pixels of one class in a patch stay one class: a function of it
         pairs = set(zip(patches[k].flatten().tolist(), out[k].flatten().tolist(), strict=True))
         assert len({a for a, _ in pairs}) == len(pairs)
-    swapped = (out != patches)[:, 1:].float().mean().item()
+    changed = out != patches
+    assert torch.isin(out[changed], UNSEEN).all()  # a seen class only ever becomes unseen
+    swapped = changed[:, 1:].float().mean().item()
     assert abs(swapped - 0.3) < 0.02
-    assert torch.equal(swap_classes(patches, SEEN, UNSEEN, 0.0), patches)
-    assert set(swap_classes(patches, SEEN, UNSEEN, 1.0).unique().tolist()) == {6, 7, IGNORE}
+    assert torch.equal(swap_classes(patches, SEEN, UNSEEN, 0.0, 8), patches)
+    assert set(swap_classes(patches, SEEN, UNSEEN, 1.0, 8).unique().tolist()) == {6, 7, IGNORE}
 
 
 def test_patches_larger_than_the_maps_are_refused():
     with pytest.raises(ValueError, match="smaller than model.patch_size 5"):
-        patch_label_maps(torch.zeros(1, 4, 4, dtype=torch.long), (1, 4, 4), 5, SEEN, UNSEEN, 0.5)
+        patch_label_maps(torch.zeros(1, 4, 4, dtype=torch.long), (1, 4, 4), 5, SEEN, UNSEEN,
+                         0.5, 8)
 
 
 def test_the_patch_classifier_reads_neighbours_and_the_pixel_one_does_not():
@@ -117,29 +118,43 @@ def test_patch_size_must_be_odd():
 
 @pytest.mark.parametrize("method,fake_codes", [("cagnet", "prior"), ("cagnet", "real"),
                                                ("zs3net", "prior")])
-def test_a_patch_fine_tuning_step_trains_c_on_patches_of_the_kept_layouts(method, fake_codes):
+def test_a_patch_fine_tuning_step_trains_c_on_the_centres_of_patches_of_kept_layouts(
+        method, fake_codes):
     from small import small_toy, small_trainer
 
-    cfg = small_toy(method, model={"patch_size": 3}, train={"fake_codes": fake_codes})
-    tr = small_trainer(cfg, 6, [0, 1, 2, 3], [4, 5])
+    from cagnet.losses import segmentation_ce
+
+    cfg = small_toy(method, model={"patch_size": 3, "disc_dropout": 0.0},
+                    train={"fake_codes": fake_codes})
+    tr = small_trainer(cfg, 8, SEEN.tolist(), UNSEEN.tolist())
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 3, 32, 32, generator=g)
-    y = torch.randint(0, 4, (2, 32, 32), generator=g)
+    x = torch.randn(2, 3, 36, 40, generator=g)
+    y = real_maps(1).repeat_interleave(4, 1).repeat_interleave(4, 2)  # (3, 36, 40) blobs
     tr.set_stage("finetune")
-    tr.train_step(x, y, cfg.train.iters)
+    tr.train_step(x, y[:2], cfg.train.iters)
+    kept = tr.kept[0]  # (2, 9, 10) at the features' resolution
     fakes = []
     generate = tr.model.generate
     tr.model.generate = lambda labels, latent=None, detach=True: fakes.append(
-        (labels, latent)) or generate(labels, latent, detach)
+        (labels, latent, generate(labels, latent, detach))) or fakes[-1][2]
     before = tr.model.discriminator.cls_head[0].weight.detach().clone()
+    C = torch.nn.ModuleList([tr.model.discriminator.shared, tr.model.discriminator.cls_head])
+    C0 = __import__("copy").deepcopy(C)  # C before the step, for the expected CE
     parts = tr.finetune_step(cfg.train.iters + cfg.train.switch_every)
-    assert torch.isfinite(parts).all() and parts[5] > 0  # C's CE on the fakes
     assert not torch.equal(before, tr.model.discriminator.cls_head[0].weight)
-    labels, latent = fakes[0]
-    assert labels.shape == tr.kept[0].shape
-    assert set(labels.unique().tolist()) <= {0, 1, 2, 3, 4, 5, IGNORE}
-    assert {4, 5} & set(labels.unique().tolist())  # unseen classes in real layouts
+    labels, latent, fake = fakes[0]
+    assert labels.shape == kept.shape
     assert (latent is None) == (method == "zs3net")
+    windows = {tuple(kept[b, i:i + 3, j:j + 3].flatten().tolist())
+               for b in range(2) for i in range(7) for j in range(8)}
+    for bi in range(3):  # every whole patch is a window of the kept maps, up to the swap
+        for bj in range(3):
+            patch = labels[0, 3 * bi:3 * bi + 3, 3 * bj:3 * bj + 3].flatten().tolist()
+            assert any(all(a == c or a in UNSEEN.tolist() for a, c in zip(patch, w, strict=True))
+                       for w in windows)
+    with torch.no_grad():
+        expected = segmentation_ce(C0[1](C0[0](fake.detach())), centres_only(labels, 3))
+    assert parts[5] == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_the_unseen_share_is_the_iid_maps_share_of_unseen_pixels():
@@ -152,3 +167,25 @@ def test_the_unseen_share_is_the_iid_maps_share_of_unseen_pixels():
     draws = tr.losses.random_labels(64, (32, 32))
     share = float(torch.isin(draws, torch.tensor([4, 5])).float().mean())
     assert abs(share - tr.losses.unseen_share) < 0.01
+
+
+def test_swapped_patches_keep_their_codes_and_uneven_maps_are_cut_to_size():
+    torch.manual_seed(4)
+    like = real_maps()
+    like[0, :2, :2] = 0
+    codes = coordinate_codes(like)
+    labels, z = patch_label_maps(like, (2, 10, 11), 3, SEEN, UNSEEN, 0.6, 8, codes=codes)
+    assert labels.shape == (2, 10, 11) and z.shape == (2, 3, 10, 11)
+    b, i, j = z.round().long().unbind(1)  # each pixel's source in `like`
+    source = like[b, i, j]
+    assert torch.isin(labels[labels != source], UNSEEN).all()  # changed only by a swap
+    assert (labels != source).any() and (labels == source).any()
+
+
+def test_only_the_centres_of_whole_patches_are_scored():
+    labels = torch.arange(8 * 7).view(1, 8, 7)
+    out = centres_only(labels, 3)
+    kept = (out != IGNORE).nonzero()[:, 1:].tolist()
+    assert kept == [[1, 1], [1, 4], [4, 1], [4, 4], [7, 1], [7, 4]]
+    assert all(out[0, r, c] == labels[0, r, c] for r, c in kept)
+    assert torch.equal(centres_only(labels, 1), labels)
