@@ -22,7 +22,8 @@ from cagnet.train import TrainResult, fit
 # Settings added after runs were kept, with the value every earlier run had: at that value
 # a setting is left out of the hash, so adding it does not orphan (and retrain) those runs.
 LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
-                  ("train", "shuffle_g_codes"): False, ("model", "patch_size"): 1}
+                  ("train", "shuffle_g_codes"): False, ("model", "patch_size"): 1,
+                  ("train", "patch_fakes"): True}
 
 
 def run_dir(cfg: Config) -> Path:

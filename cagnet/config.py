@@ -195,6 +195,10 @@ class TrainConfig:
     # code tells G the context of the pixel it regenerates
     shuffle_g_codes: bool = False
     fake_map_size: int | None = None  # side of random label maps; None -> feature-map size
+    # an ablation, on in every run: with model.patch_size > 1 the fake-feature steps use patch
+    # label maps (`cagnet.patches`, CaGNetv2); off, they use i.i.d. maps scored at every
+    # pixel, so that only C's wider view differs from CaGNet
+    patch_fakes: bool = True
     seed: int = 0
     num_workers: int = 4
     log_every: int = 20

@@ -177,6 +177,7 @@ class StepLosses(nn.Module):
         self.fake_map_size = cfg.train.fake_map_size
         self.latent_grad = cfg.model.latent_grad
         self.fake_codes = cfg.train.fake_codes
+        self.patch_fakes = cfg.train.patch_fakes
         self.shuffle_g_codes = cfg.train.shuffle_g_codes
         # the KL weight's share of loss.w_kl now (loss.kl_warmup ramps it from 0; Trainer.set_lr),
         # a buffer so that a compiled step does not recompile when it changes
@@ -326,7 +327,7 @@ class StepLosses(nn.Module):
         only (`cagnet.patches.centres_only`)."""
         m, L = self.model, self.loss
         size = like.shape[-2:] if self.fake_map_size is None else (self.fake_map_size,) * 2
-        if m.patch_size > 1:
+        if m.patch_size > 1 and self.patch_fakes:
             latent = m.generator.latent_dim if m.context is not None else None
             y_fake, z = patch_label_maps(like, (like.shape[0], *size), m.patch_size,
                                          self.seen_ids, self.unseen_ids, self.unseen_share,

@@ -271,6 +271,16 @@ for name, r in by_region.items():
         print("  -> the selector's choice of scale depends on where the pixel lies")
 
 # %% [markdown]
+# The official selector weighs the three scales alike everywhere: it is switched off, as
+# the spread above said. In the run with live codes the selector has made a choice: the
+# 3 × 3 scale gets nearly all the weight and the two wider scales much less. But it makes
+# the same choice inside objects, at their edges and on open stuff. The regions differ by
+# a few hundredths at most, no more than pixels within one region (the printout above).
+# On the toy world the light of the stuff reaches a thing's pixels from its nearest ring
+# of neighbours, so one fixed choice of scale serves every pixel. A world whose context
+# only a wide view reveals would ask the selector for more.
+
+# %% [markdown]
 # **Explore.** Pick a test image and a pixel, and see what CM does there: the three
 # selector weights and the pixel's code $\mu$ (its first 16 channels). The slider needs a
 # running kernel; the static figure below shows three pixels of the first image: inside
@@ -328,6 +338,8 @@ plt.show()
 # - The fused context becomes a Gaussian over the pixel's latent code (next chapter).
 # - The official selector has a ReLU before its sigmoid and is never trained; here it is
 #   trained by default, the official one an option (`model.selector`).
+# - In the official toy CaGNet the selector weighs every scale alike; with live codes
+#   (chapter 5) it prefers the smallest scale, at every kind of pixel alike.
 #
 # ## Exercises
 

@@ -189,3 +189,27 @@ def test_only_the_centres_of_whole_patches_are_scored():
     assert kept == [[1, 1], [1, 4], [4, 1], [4, 4], [7, 1], [7, 4]]
     assert all(out[0, r, c] == labels[0, r, c] for r, c in kept)
     assert torch.equal(centres_only(labels, 1), labels)
+
+
+def test_without_patch_fakes_the_patch_classifier_is_fine_tuned_on_iid_maps():
+    from small import small_toy, small_trainer
+
+    from cagnet.losses import segmentation_ce
+
+    cfg = small_toy(model={"patch_size": 3, "disc_dropout": 0.0}, train={"patch_fakes": False})
+    tr = small_trainer(cfg, 8, SEEN.tolist(), UNSEEN.tolist())
+    x = torch.randn(2, 3, 36, 40, generator=torch.Generator().manual_seed(1))
+    y = real_maps(1).repeat_interleave(4, 1).repeat_interleave(4, 2)[:2]
+    tr.set_stage("finetune")
+    tr.train_step(x, y, cfg.train.iters)
+    seen = []
+    generate = tr.model.generate
+    tr.model.generate = lambda labels, latent=None, detach=True: seen.append(
+        (labels, generate(labels, latent, detach))) or seen[-1][1]
+    C0 = __import__("copy").deepcopy(tr.model.discriminator)
+    parts = tr.finetune_step(cfg.train.iters + cfg.train.switch_every)
+    labels, fake = seen[0]
+    with torch.no_grad():  # every pixel scored
+        assert parts[5] == pytest.approx(float(segmentation_ce(C0.classify(fake), labels)), 1e-5)
+    same = (labels[:, :, 1:] == labels[:, :, :-1]).float().mean()
+    assert same < 0.3  # i.i.d. classes: neighbours rarely agree
