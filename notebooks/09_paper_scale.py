@@ -243,6 +243,12 @@ plt.title("Pascal-VOC, as published")
 plt.show()
 
 # %% [markdown]
+# The patch-level row comes from CaGNetv2, which trains from the start with a 3 × 3 view in
+# the classifier and fine-tunes on patches (chapter 10). Here that is one setting on top of
+# the `voc` preset: `--set model.patch_size=3`. CaGNetv2's own configuration also raises
+# the crop from 368 to 376, so that the feature map (48 × 48) divides into 3 × 3 patches;
+# this package cuts the last row and column of patches to size instead, so the crop can stay.
+#
 # ## Where this package differs from the official code
 #
 # Everything not in this table matches the official configuration value for value. The
