@@ -383,6 +383,27 @@ for pixel_name, patch_name in (("cagnet", "cagnet-patch"), ("live-centred", "liv
     print()
 
 # %% [markdown]
+# What these runs say (the numbers are in the output above):
+#
+# - **No gain that these runs can tell from seed noise.** The patch-level CaGNet scores
+#   below the pixel-level one on the default split in all three seeds and above it on
+#   the alt split in all three; over the six runs the mean change is a little below 0,
+#   within two standard errors. With live codes (`live-centred-patch`) it is lower in all
+#   three runs. The published gain on Pascal-VOC (+3.5 hIoU) does not carry over to this
+#   world.
+# - **A classifier that reads neighbours must meet fakes with plausible neighbours.** The
+#   ablation keeps the 3 × 3 view but fine-tunes on i.i.d. maps. Its unseen mIoU falls to
+#   between a third and two fifths of the pixel-level model's: in fine-tuning, $C$ learns each
+#   unseen class from fakes surrounded by random classes, and on a test image it meets
+#   that class surrounded by itself and its stuff. Patches of real layouts give most of
+#   that back, not all of it on the default split.
+# - **Why the toy world gains nothing from the wider view**: the toy features already
+#   carry a context 17 feature cells wide through CM (chapter 4), and a toy object spans only
+#   4 to 7 feature cells, so a 3 × 3 view straddles an object's border over much of its
+#   area. VOC's objects span many more cells of their 48 × 48 feature maps, and there a
+#   patch is mostly one object. This is a reading of the measurements, not a measurement.
+
+# %% [markdown]
 # ## Where to go from here
 #
 # - Train on the paper's data (chapter 9) and compare ZS3Net's splits (`--split zs3-2`
