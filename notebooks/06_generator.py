@@ -319,7 +319,7 @@ if live is None:
 else:
     generators["live-centred"] = live.model.eval()
 fig, axes = plt.subplots(len(generators), len(classes.unseen),
-                         figsize=(3.2 * len(classes.unseen), 3.1 * len(generators)),
+                         figsize=(4.0 * len(classes.unseen), 3.3 * len(generators)),
                          squeeze=False)
 for row, (name, g_model) in enumerate(generators.items()):
     modes = context_modes(g_model, probe, range(len(STUFF)), classes.unseen)
@@ -344,6 +344,15 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# The official CaGNet's rows are all alike: its codes have collapsed, so a class's fake is
+# the same whatever context its code came from, and it lies nearest to one context's real
+# features for every row. Its matches are at chance. In the run with live codes the
+# minimum of each row lies on the diagonal for the unseen classes: $G$ has never seen
+# these classes, yet it places their fakes in the mode of the context the code describes.
+# This is the mechanism CaGNet is built on. Chapter 8 measures what it buys the
+# classifier.
+
+# %% [markdown]
 # Training shapes all of this. Chapter 7 puts the losses together into the alternating
 # schedule that trains $E$, CM, $G$, $D$ and $C$.
 
@@ -354,6 +363,9 @@ plt.show()
 # - D tells real from fake features; C, which shares D's first layer, names their class.
 # - The content loss (the official MMD) asks the fakes of a class to match the *distribution*
 #   of its real features, not their average.
+# - With codes that carry context (chapter 5), $G$ puts an unseen class's fakes in the
+#   feature mode of the context its code came from; with the official, collapsed codes it
+#   cannot.
 #
 # ## Exercises
 

@@ -337,14 +337,14 @@ fig, axes = plt.subplots(1, 3, figsize=(11, 3.9))
 for ax, (m, title) in zip(axes, [(like[0], "a real training label map"),
                                  (iid[0], "pixel level: i.i.d. classes"),
                                  (patched[0], "patch level: 3 x 3 patches of real\n"
-                                              "layouts, seen classes swapped")], strict=True):
+                                              "layouts, seen classes swapped;\n"
+                                              "dots: the pixels C is scored on")],
+                                strict=True):
     ax.imshow(colorize(m, colors), interpolation="nearest")
     frac = float(torch.isin(m, unseen_ids).float().mean())
     ax.set(title=f"{title}\n({frac:.0%} unseen pixels)", xticks=[], yticks=[])
 scored = (centres_only(patched[:1], 3)[0] != 255).nonzero()
-axes[2].scatter(scored[:, 1], scored[:, 0], s=8, c="white", edgecolors="black", linewidths=0.5,
-                label="scored centres")
-axes[2].legend(loc="lower left", fontsize=7)
+axes[2].scatter(scored[:, 1], scored[:, 0], s=8, c="white", edgecolors="black", linewidths=0.5)
 label_legend(axes[2], classes.names, colors, classes.unseen)
 plt.tight_layout()
 plt.show()
