@@ -263,7 +263,8 @@ for name, r in by_region.items():
     print(f"{name}: scales differ by {scale_gap:.3f} on average, regions by at most "
           f"{region_gap:.3f}, pixels within a region by {within:.3f} (sd)")
     if scale_gap < 0.05:
-        print("  -> the selector weighs the three scales alike everywhere: it is switched off")
+        print("  -> the selector weighs the three scales almost alike everywhere: it hardly "
+              "chooses between them")
     elif region_gap < max(0.05, within):
         print("  -> the selector prefers some scales to others, but the same ones inside "
               "objects, at edges and on stuff: its choice hardly depends on the pixel")
@@ -271,14 +272,15 @@ for name, r in by_region.items():
         print("  -> the selector's choice of scale depends on where the pixel lies")
 
 # %% [markdown]
-# The official selector weighs the three scales alike everywhere: it is switched off, as
-# the spread above said. In the run with live codes the selector has made a choice: the
-# 3 × 3 scale gets nearly all the weight and the two wider scales much less. But it makes
-# the same choice inside objects, at their edges and on open stuff. The regions differ by
-# a few hundredths at most, no more than pixels within one region (the printout above).
-# On the toy world the light of the stuff reaches a thing's pixels from its nearest ring
-# of neighbours, so one fixed choice of scale serves every pixel. A world whose context
-# only a wide view reveals would ask the selector for more.
+# The official CaGNet's selector (the trained one, `model.selector = "trained"`) weighs the
+# three scales almost alike everywhere: it hardly varies, as the spread above said. In the
+# run with live codes the selector has made a choice: $w_1 \approx 0.99$ for the 3 × 3
+# scale, $w_2$ and $w_3$ about 0.25 to 0.3 for the wider ones. But it makes the same choice
+# inside objects, at their edges and on open stuff. The regions differ by a few
+# hundredths at most, no more than pixels within one region (the printout above). On the
+# toy world a thing's own pixels carry the light of the stuff it lies on (chapter 1), so
+# the smallest scale already holds the context and one fixed choice serves every pixel. A
+# world whose context only a wide view reveals would ask more of the selector.
 
 # %% [markdown]
 # **Explore.** Pick a test image and a pixel, and see what CM does there: the three
@@ -338,8 +340,8 @@ plt.show()
 # - The fused context becomes a Gaussian over the pixel's latent code (next chapter).
 # - The official selector has a ReLU before its sigmoid and is never trained; here it is
 #   trained by default, the official one an option (`model.selector`).
-# - In the official toy CaGNet the selector weighs every scale alike; with live codes
-#   (chapter 5) it prefers the smallest scale, at every kind of pixel alike.
+# - In the official toy CaGNet the selector weighs the scales almost alike; with live
+#   codes (chapter 5) it prefers the smallest scale, at every kind of pixel alike.
 #
 # ## Exercises
 

@@ -207,8 +207,8 @@ for method, model_m in with_codes.items():
 # what a change of class moves them. That spread is all ZS3Net's classifier ever meets, and
 # it says nothing about the image. With its own codes, the official CaGNet's fakes do not
 # move at all when the code comes from another image: its codes have collapsed
-# (chapter 5). The generator with live codes moves about as far as with noise, but the
-# move now carries the other image's context: chapter 6 showed that its fakes land in the
+# (chapter 5). The generator with live codes moves about as far as the others do with
+# noise, but the move now carries the other image's context: chapter 6 showed that its fakes land in the
 # feature mode of the context their code describes.
 
 # %% [markdown]
@@ -246,7 +246,8 @@ plt.show()
 # do not single out a context where they help. On this world the light of the stuff
 # shifts a thing's features without moving them across another class's, so a fake at the
 # class average already falls on the right side of the classifier's boundaries (chapter 5
-# measures this over seeds).
+# discusses this reading of its measurements). Per-context scores are lower than the
+# overall ones because each context holds only a few unseen objects.
 #
 # The toy numbers are a small-scale picture; the [results page](../book/results.md) puts
 # them beside the paper's Pascal-VOC numbers, where CaGNet's contextual codes raise the
@@ -319,7 +320,8 @@ print("hIoU:", {k: round(v, 3) for k, v in hiou.items()})
 #
 # - Scores come from one confusion matrix over the whole test set: seen, unseen mIoU, hIoU.
 # - Seen-only scores 0 on unseen classes; the generative methods transfer through generated
-#   features, and per-context scores show where.
+#   features. Per-context scores show that on this world they find unseen things about
+#   equally well on every stuff.
 # - ZS3Net's noise moves its fakes a little and says nothing about the image. CaGNet's
 #   codes move them only once they are alive (chapter 5's recipe), and then towards the
 #   context they describe.
