@@ -227,16 +227,13 @@ from cagnet.context_eval import REGIONS, selector_by_region  # noqa: E402
 from cagnet.data.toy import STUFF  # noqa: E402
 
 live = results_run("live-centred")
-region_batches = [(torch.stack([test_set[i][0] for i in range(j, j + 50)]),
-                   torch.stack([test_set[i][1] for i in range(j, j + 50)]))
-                  for j in range(0, len(test_set), 50)]
 selectors = {"official CaGNet": model}
 if live is None:
     print("the live-centred run has not been trained yet, so only the official model is "
           "shown (benchmarks/toy_results.py trains it; see the results page)")
 else:
     selectors["live-centred"] = live.model.eval()
-by_region = {name: selector_by_region(m, region_batches, range(len(STUFF)))
+by_region = {name: selector_by_region(m, loader, range(len(STUFF)))
              for name, m in selectors.items()}
 fig, axes = plt.subplots(1, len(by_region), figsize=(5.5 * len(by_region), 3.4), squeeze=False)
 for ax, (name, r) in zip(axes[0], by_region.items(), strict=True):

@@ -189,10 +189,9 @@ if live is None:
     print("the live-centred run has not been trained yet: only the official CaGNet is shown")
 else:
     with_codes["live-centred"] = live.model.eval()
-x16 = torch.stack([test_set[i][0] for i in range(16)])
 for method, model_m in with_codes.items():
     with torch.no_grad():
-        _, code, y_c = features_and_codes(model_m, x16, y_test)
+        _, code, y_c = features_and_codes(model_m, x, y16)
         keep_c = y_c != 255
         y_other = torch.where(keep_c, (y_c + 1) % classes.num_classes, y_c)
         a = model_m.generate(y_c, code)

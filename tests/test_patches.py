@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -138,8 +140,7 @@ def test_a_patch_fine_tuning_step_trains_c_on_the_centres_of_patches_of_kept_lay
     tr.model.generate = lambda labels, latent=None, detach=True: fakes.append(
         (labels, latent, generate(labels, latent, detach))) or fakes[-1][2]
     before = tr.model.discriminator.cls_head[0].weight.detach().clone()
-    C = torch.nn.ModuleList([tr.model.discriminator.shared, tr.model.discriminator.cls_head])
-    C0 = __import__("copy").deepcopy(C)  # C before the step, for the expected CE
+    C0 = copy.deepcopy(tr.model.discriminator)  # C before the step, for the expected CE
     parts = tr.finetune_step(cfg.train.iters + cfg.train.switch_every)
     assert not torch.equal(before, tr.model.discriminator.cls_head[0].weight)
     labels, latent, fake = fakes[0]
@@ -153,7 +154,7 @@ def test_a_patch_fine_tuning_step_trains_c_on_the_centres_of_patches_of_kept_lay
             assert any(all(a == c or a in UNSEEN.tolist() for a, c in zip(patch, w, strict=True))
                        for w in windows)
     with torch.no_grad():
-        expected = segmentation_ce(C0[1](C0[0](fake.detach())), centres_only(labels, 3))
+        expected = segmentation_ce(C0.classify(fake), centres_only(labels, 3))
     assert parts[5] == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -206,7 +207,7 @@ def test_without_patch_fakes_the_patch_classifier_is_fine_tuned_on_iid_maps():
     generate = tr.model.generate
     tr.model.generate = lambda labels, latent=None, detach=True: seen.append(
         (labels, generate(labels, latent, detach))) or seen[-1][1]
-    C0 = __import__("copy").deepcopy(tr.model.discriminator)
+    C0 = copy.deepcopy(tr.model.discriminator)
     parts = tr.finetune_step(cfg.train.iters + cfg.train.switch_every)
     labels, fake = seen[0]
     with torch.no_grad():  # every pixel scored
