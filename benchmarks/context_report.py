@@ -8,8 +8,9 @@ test images, with chance), how much closer G(w, own mu) lands to the real featur
 G(w, another image's mu), whether G still draws the class it is asked for when given a
 pixel's own code (`class_fidelity`), whether G's fakes for a thing class land nearest to the
 real features of the context they were generated in (`context_modes`, `mode_match`; seen and
-unseen thing classes apart), and seen / unseen mIoU on the pixels of each context. Methods
-without CM report no code instruments.
+unseen thing classes apart), seen / unseen mIoU on the pixels of each context, and how much
+of each unseen thing is found on and off its shape's favourite stuff (`prior_shortcut`).
+Methods without CM report no code instruments.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from cagnet.context_eval import (  # noqa: E402
     generator_gain,
     mode_match,
     per_context_scores,
+    prior_shortcut,
     thing_codes,
 )
 from cagnet.data import build_dataset  # noqa: E402
@@ -57,6 +59,8 @@ def report(path: str, images: int) -> dict:
            "split": cfg.data.split,
            "per_context": per_context_scores(model, batches(test, images), classes, stuff,
                                              STUFF)}
+    unseen = classes["unseen"] if isinstance(classes, dict) else classes.unseen
+    out["shortcut"] = prior_shortcut(model, batches(test, images), test.objects, unseen)
     if model.generator is not None:
         out["fidelity"] = class_fidelity(model, batches(test, images))
         things = list(range(len(STUFF), model.num_classes))

@@ -188,15 +188,36 @@ def context_table(rows: list[dict]) -> str:
     return head + body
 
 
+def shortcut_table(rows: list[dict]) -> str:
+    """Per (method, split), mean over seeds: the share of unseen things' pixels found on their
+    shape's favourite stuff and elsewhere, and elsewhere taken for the favourite shape."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r.get("context", {}).get("shortcut"):
+            groups.setdefault((r["method"], r["split"]), []).append(r["context"]["shortcut"])
+    if not groups:
+        return ""
+    keys = ("on_favourite", "elsewhere", "to_favourite_shape")
+    head = ("| method | split | found, on the favourite stuff | found, elsewhere "
+            "| elsewhere: taken for the stuff's favourite shape |\n|---|---|---|---|---|\n")
+    body = "".join(
+        f"| {m} | {s} | " + " | ".join(f"{sum(g[k] for g in gs) / len(gs):.2f}" for k in keys)
+        + " |\n" for (m, s), gs in groups.items())
+    return head + body
+
+
 def markdown(rows: list[dict], cfg_note: str) -> str:
     codes = code_table(rows)
     ctx = context_table(rows)
+    cut = shortcut_table(rows)
     return (f"Mean over seeds:\n\n{table(means(rows), ('method', 'split', 'seeds'))}\n"
             f"Every run:\n\n{table(rows, ('method', 'split', 'seed'))}\n{cfg_note}\n"
             + (f"\nThe contextual code of every CaGNet run (test images):\n\n{codes}" if codes
                else "")
             + (f"\nUnseen mIoU by the stuff a pixel lies on (mean over seeds):\n\n{ctx}"
-               if ctx else ""))
+               if ctx else "")
+            + ("\nThe unseen things' pixels by where the thing lies: on the stuff its shape "
+               f"favours, or elsewhere (mean over seeds):\n\n{cut}" if cut else ""))
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

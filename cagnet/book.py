@@ -23,7 +23,8 @@ from cagnet.train import TrainResult, fit
 # a setting is left out of the hash, so adding it does not orphan (and retrain) those runs.
 LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
                   ("train", "shuffle_g_codes"): False, ("model", "patch_size"): 1,
-                  ("train", "patch_fakes"): True}
+                  ("train", "patch_fakes"): True,
+                  ("data", "toy_paint_shift"): False, ("data", "toy_prior"): 0.7}
 
 
 def run_dir(cfg: Config) -> Path:
@@ -33,7 +34,7 @@ def run_dir(cfg: Config) -> Path:
         if key[section].get(name, old) == old:
             key[section].pop(name, None)
     if cfg.data.dataset == "toy":
-        key["toy_world"] = world_constants()
+        key["toy_world"] = world_constants(cfg.data)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
 

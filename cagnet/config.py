@@ -87,6 +87,11 @@ class DataConfig:
     num_test: int = 400
     data_seed: int = 0
     toy_lighting: float = 0.0  # how strongly a thing takes the light of its stuff, in [0, 1]
+    # under each stuff's light a paint shows another paint's colour (a fixed rotation per
+    # stuff), so a thing's colour word can be read only together with its context
+    toy_paint_shift: bool = False
+    # P(an object's shape is its stuff's favourite), in [0, 1]; 0.25 = no co-occurrence
+    toy_prior: float = 0.7
     # class embeddings: "official" (the official repository's precomputed fastText and
     # word2vec pickles, dataset/*/word_vectors/, tools.py get_embedding with `fastnvec`) |
     # "gensim" (built from word-vector files, for any class names)

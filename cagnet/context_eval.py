@@ -14,7 +14,10 @@ thing pixel the most frequent stuff class within ``radius`` feature cells around
   how often C reads the asked class, and how often the pixel's true class (a code that has
   learnt the class itself overrides the embedding: no transfer to unseen classes);
 - `per_context_scores`: seen / unseen mIoU computed separately on the pixels of each
-  context, so one sees *where* a method fails.
+  context, so one sees *where* a method fails;
+- `prior_shortcut` (toy world): how much of each unseen thing a model finds when the thing
+  lies on its shape's favourite stuff and when it does not, and how often it takes an
+  unseen thing elsewhere for the same colour in the shape that stuff favours.
 """
 
 from __future__ import annotations
@@ -301,3 +304,45 @@ def selector_by_region(model, batches, stuff: Sequence[int]) -> dict[str, Tensor
     return {"mean": torch.stack([p.mean(0) for p in pixels]),
             "std": torch.stack([p.std(0) for p in pixels]),
             "count": torch.tensor([len(p) for p in pixels])}
+
+
+@torch.no_grad()
+def prior_shortcut(model, batches, objects, unseen: Sequence[int]) -> dict[str, float]:
+    """Where an unseen thing's pixels go, split by the co-occurrence prior (toy world).
+
+    ``batches`` yields (images, labels) in the order of ``objects`` ((N, slots, 4) rows of
+    shape, colour, stuff under the centre, class: `ToyImages.objects`). For each unseen
+    thing whose class occurs once in its image, the share of its pixels predicted as its
+    class, on the favourite stuff of its shape (``"on_favourite"``) and elsewhere
+    (``"elsewhere"``), and elsewhere the share predicted as the same colour in the shape
+    that its stuff favours (``"to_favourite_shape"``: the prior taken for the shape).
+    Shares are over pixels; ``"pixels_on"`` and ``"pixels_elsewhere"`` count them."""
+    from cagnet.data.toy import FAVOURITE_SHAPE, thing_class
+
+    unseen = set(int(c) for c in unseen)
+    hit = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    shortcut = 0
+    model.eval()
+    start = 0
+    for images, labels in batches:
+        pred = model.predict(images).argmax(1)
+        for b in range(len(labels)):
+            rows = [r for r in objects[start + b].tolist() if r[3] >= 0]
+            classes = [r[3] for r in rows]
+            for shape, colour, home, cls in rows:
+                if cls not in unseen or classes.count(cls) != 1:
+                    continue
+                mask = labels[b] == cls
+                p = pred[b][mask]
+                on = int(FAVOURITE_SHAPE[home]) == shape
+                hit[on] += int((p == cls).sum())
+                total[on] += int(mask.sum())
+                if not on:
+                    shortcut += int((p == thing_class(colour, int(FAVOURITE_SHAPE[home]))).sum())
+        start += len(labels)
+    share = lambda a, n: a / n if n else float("nan")  # noqa: E731
+    return {"on_favourite": share(hit[True], total[True]),
+            "elsewhere": share(hit[False], total[False]),
+            "to_favourite_shape": share(shortcut, total[False]),
+            "pixels_on": total[True], "pixels_elsewhere": total[False]}

@@ -1,12 +1,20 @@
 """Context measurements: the context map, the probe, the generator's gain; the lit toy world."""
 
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 from small import small_toy
 
-from cagnet.context_eval import context_map, context_probe, generator_gain, per_context_scores
+from cagnet.config import get_preset
+from cagnet.context_eval import (
+    context_map,
+    context_probe,
+    generator_gain,
+    per_context_scores,
+    prior_shortcut,
+)
 from cagnet.data import render_toy
 from cagnet.data.splits import class_split
 from cagnet.metrics import ConfusionMatrix, scores
@@ -80,6 +88,37 @@ def test_lighting_changes_things_by_their_stuff_and_nothing_else():
     assert brightness(2) + 40 < brightness(3)
     with pytest.raises(ValueError, match="lighting"):
         render_toy(1, lighting=1.5)
+
+
+def test_paint_shift_shows_each_paint_as_another_by_its_stuff_and_keeps_the_labels():
+    from cagnet.data.toy import _THING_RGB, PAINT_SHIFT
+
+    plain = render_toy(128, 64, seed=0, lighting=0.0)
+    shifted = render_toy(128, 64, seed=0, lighting=0.0, paint_shift=True)
+    assert np.array_equal(plain.labels, shifted.labels)
+    assert np.array_equal(plain.objects, shifted.objects)
+    img, lab = shifted.images.astype(float), shifted.labels
+    hits = {h: [] for h in range(4)}
+    for i in range(128):
+        for _, colour, home, cls in plain.objects[i]:
+            if cls < 4 or (lab[i] == cls).sum() < 40:
+                continue
+            mean = img[i][:, lab[i] == cls].mean(1)  # (3,) mean RGB of the thing
+            nearest = np.abs(_THING_RGB - mean).sum(1).argmin()
+            hits[home].append(nearest == (colour + PAINT_SHIFT[home]) % 4)
+    # every stuff's light shows the paint it names, and only grass shows true colours
+    assert all(len(v) > 10 and np.mean(v) > 0.9 for v in hits.values())
+    assert sorted(PAINT_SHIFT) == [0, 1, 2, 3] and PAINT_SHIFT[0] == 0
+
+
+def test_paint_shift_world_has_its_own_runs_and_leaves_earlier_runs_in_place():
+    from cagnet.book import run_dir
+
+    base = get_preset("toy")
+    shifted = base.replace(data=dataclasses.replace(base.data, toy_paint_shift=True))
+    assert run_dir(shifted) != run_dir(base)
+    off = base.replace(data=dataclasses.replace(base.data, toy_paint_shift=False))
+    assert run_dir(off) == run_dir(base)
 
 
 class _CodeCarriesClass(torch.nn.Module):
@@ -246,3 +285,42 @@ def test_selector_by_region_averages_the_weights_of_each_region():
         w = model.context(model.backbone(x)).weights
     assert torch.allclose((out["mean"] * out["count"][:, None]).sum(0) / out["count"].sum(),
                           w.mean((0, 2, 3)), atol=1e-5)
+
+
+class _Fixed:
+    """A stand-in that predicts given label maps, one batch per call."""
+
+    def __init__(self, preds):
+        self.preds = iter(preds)
+
+    def eval(self):
+        return self
+
+    def predict(self, images):
+        return torch.nn.functional.one_hot(next(self.preds), 20).permute(0, 3, 1, 2).float()
+
+
+def test_prior_shortcut_splits_unseen_things_by_their_favourite_stuff():
+    from cagnet.data.toy import FAVOURITE_SHAPE, thing_class
+
+    raw = render_toy(48, 64, seed=0, split="test")
+    unseen = [7, 9, 14, 19]  # the default split
+    x = torch.zeros(48, 3, 64, 64)
+    y = torch.from_numpy(raw.labels).long()
+    batches = [(x[i:i + 16], y[i:i + 16]) for i in range(0, 48, 16)]
+    oracle = prior_shortcut(_Fixed([b for _, b in batches]), batches, raw.objects, unseen)
+    assert oracle["on_favourite"] == 1 and oracle["elsewhere"] == 1
+    assert oracle["to_favourite_shape"] == 0
+    assert oracle["pixels_on"] > 0 and oracle["pixels_elsewhere"] > 0
+    # a model that reads the colour and takes the shape from the stuff under the thing
+    guess = y.clone()
+    for i in range(48):
+        for _, colour, home, cls in raw.objects[i].tolist():
+            if cls in unseen:
+                guess[i][y[i] == cls] = thing_class(colour, int(FAVOURITE_SHAPE[home]))
+    prior = prior_shortcut(_Fixed(guess.split(16)), batches, raw.objects, unseen)
+    assert prior["on_favourite"] == 1 and prior["elsewhere"] == 0
+    assert prior["to_favourite_shape"] == 1
+    stuff = prior_shortcut(_Fixed([torch.zeros_like(b) for _, b in batches]), batches,
+                           raw.objects, unseen)
+    assert stuff["on_favourite"] == stuff["elsewhere"] == stuff["to_favourite_shape"] == 0

@@ -161,6 +161,22 @@ def test_the_co_occurrence_prior_is_measurable(world):
         assert present[has_shape, f].mean() > 1.5 * present[has_shape][:, others].mean()
 
 
+def test_the_prior_is_a_setting_and_a_quarter_means_no_co_occurrence():
+    favourite = np.array([STUFF.index(FAVOURITE_STUFF[s]) for s in SHAPES])
+    for prior, low, high in ((0.25, 0.21, 0.29), (0.9, 0.86, 0.94)):
+        objects = render_toy(600, 64, seed=0, prior=prior).objects.reshape(-1, 4)
+        objects = objects[objects[:, 0] >= 0]
+        assert low < (objects[:, 2] == favourite[objects[:, 0]]).mean() < high
+    with pytest.raises(ValueError, match="prior"):
+        render_toy(1, prior=1.5)
+    # the world's prior is part of a run's identity
+    from cagnet.book import run_dir
+
+    base = get_preset("toy")
+    flat = base.replace(data=dataclasses.replace(base.data, toy_prior=0.25))
+    assert run_dir(flat) != run_dir(base)
+
+
 def test_objects_are_small_and_mostly_near_boundaries(world):
     lab = world.labels
     things = lab >= len(STUFF)

@@ -63,7 +63,7 @@ COLOURS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle", "cross")
 TOY_CLASSES = STUFF + tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)
 FAVOURITE_STUFF = {"circle": "water", "square": "sand", "triangle": "snow", "cross": "grass"}
-PRIOR = 0.7  # P(shape = the stuff's favourite | the stuff under the object's centre)
+PRIOR = 0.7  # P(shape = the stuff's favourite | the stuff under the object's centre); default
 TOY_SPLITS = {
     "default": ("red cross", "green triangle", "blue square", "yellow circle"),
     "alt": ("red circle", "green square", "blue cross", "yellow triangle"),
@@ -76,11 +76,16 @@ CHUNK = 64  # images per random stream; fixed so that image i never depends on t
 STREAMS = {"train": 0, "test": 1}
 
 
-def world_constants() -> dict:
-    """The constants that shape the toy world; a run trained on another world is stale."""
-    return {"prior": PRIOR, "max_objects": MAX_OBJECTS, "size_range": list(SIZE_RANGE),
-            "max_rotation": float(MAX_ROTATION), "splits": TOY_SPLITS,
-            "lighting": _LIGHT_GAIN.tolist() + _LIGHT_OFFSET.tolist()}
+def world_constants(dcfg: DataConfig | None = None) -> dict:
+    """The constants that shape the toy world of ``dcfg``; a run trained on another world
+    is stale."""
+    prior = PRIOR if dcfg is None else dcfg.toy_prior
+    constants = {"prior": prior, "max_objects": MAX_OBJECTS, "size_range": list(SIZE_RANGE),
+                 "max_rotation": float(MAX_ROTATION), "splits": TOY_SPLITS,
+                 "lighting": _LIGHT_GAIN.tolist() + _LIGHT_OFFSET.tolist()}
+    if dcfg is not None and dcfg.toy_paint_shift:
+        constants["paint_shift"] = PAINT_SHIFT.tolist()
+    return constants
 
 
 # RGB base colours (0-255); things are saturated, stuff is muted and textured.
@@ -96,8 +101,13 @@ _LIGHT_GAIN = np.array([[0.70, 0.85, 0.60], [1.05, 0.95, 0.75], [0.45, 0.55, 0.8
                         [0.55, 0.55, 0.55]], dtype=np.float32)
 _LIGHT_OFFSET = np.array([[0, 25, 0], [30, 20, 0], [0, 15, 60], [110, 115, 120]],
                          dtype=np.float32)
+# With `DataConfig.toy_paint_shift`, a paint under the light of stuff s shows the colour of
+# paint (c + PAINT_SHIFT[s]) % 4: true colours on grass, each paint one step on on sand, two
+# under water, three on snow. Within one context the four paints still differ; across
+# contexts every colour is every paint, so the colour word needs the context.
+PAINT_SHIFT = np.array([0, 1, 2, 3])
 # the shape (index) that prefers each stuff (index): grass->cross, sand->square, ...
-_FAVOURITE_SHAPE = np.array([SHAPES.index(next(s for s, f in FAVOURITE_STUFF.items() if f == st))
+FAVOURITE_SHAPE = np.array([SHAPES.index(next(s for s, f in FAVOURITE_STUFF.items() if f == st))
                              for st in STUFF])
 
 
@@ -118,7 +128,8 @@ class ToyImages:
 
 
 def _render_chunk(rng: np.random.Generator, n: int, size: int,
-                  lighting: float = 0.0) -> ToyImages:
+                  lighting: float = 0.0, paint_shift: bool = False,
+                  prior: float = PRIOR) -> ToyImages:
     S, m, k = size, MAX_OBJECTS, size / 64.0
     f32 = np.float32
     grid = np.arange(S, dtype=f32) + 0.5
@@ -145,8 +156,8 @@ def _render_chunk(rng: np.random.Generator, n: int, size: int,
     cx = rng.uniform(0.1, 0.9, (n, m)) * S
     cy = rng.uniform(0.1, 0.9, (n, m)) * S
     home = stuff[np.arange(n)[:, None], cy.astype(int), cx.astype(int)]  # (n, m)
-    favourite = _FAVOURITE_SHAPE[home]
-    shape = np.where(rng.random((n, m)) < PRIOR, favourite,
+    favourite = FAVOURITE_SHAPE[home]
+    shape = np.where(rng.random((n, m)) < prior, favourite,
                      (favourite + 1 + rng.integers(0, 3, (n, m))) % 4)
     colour = rng.integers(0, 4, (n, m))
     cls = thing_class(colour, shape)
@@ -192,7 +203,8 @@ def _render_chunk(rng: np.random.Generator, n: int, size: int,
     label = stuff
 
     # paint the things in slot order (later ones on top), shaded from top to bottom
-    thing_rgb = _THING_RGB[colour] + rng.normal(0, 12, (n, m, 3)).astype(f32)
+    shown = (colour + PAINT_SHIFT[home]) % 4 if paint_shift else colour
+    thing_rgb = _THING_RGB[shown] + rng.normal(0, 12, (n, m, 3)).astype(f32)
     lit = thing_rgb * _LIGHT_GAIN[home] + _LIGHT_OFFSET[home]  # (n, m, 3) lit by its stuff
     thing_rgb = (1 - lighting) * thing_rgb + lighting * lit
     for j in range(m):
@@ -211,9 +223,12 @@ def _render_chunk(rng: np.random.Generator, n: int, size: int,
 
 
 def render_toy(count: int, image_size: int = 64, seed: int = 0, split: str = "train",
-               lighting: float = 0.0) -> ToyImages:
+               lighting: float = 0.0, paint_shift: bool = False,
+               prior: float = PRIOR) -> ToyImages:
     """The first ``count`` images of the toy ``split`` ("train" | "test") for ``seed``;
-    ``lighting`` in [0, 1]: how strongly a thing takes the light of the stuff it lies on."""
+    ``lighting`` in [0, 1]: how strongly a thing takes the light of the stuff it lies on;
+    ``paint_shift``: each stuff's light shows a paint as another paint (`PAINT_SHIFT`);
+    ``prior``: P(an object's shape is the favourite of the stuff under it), in [0, 1]."""
     if split not in STREAMS:
         raise ValueError(f"unknown toy split {split!r}; choose train or test")
     if image_size < 16:
@@ -222,10 +237,12 @@ def render_toy(count: int, image_size: int = 64, seed: int = 0, split: str = "tr
         raise ValueError(f"count must be >= 0, got {count}")
     if not 0.0 <= lighting <= 1.0:
         raise ValueError(f"lighting must lie in [0, 1], got {lighting}")
+    if not 0.0 <= prior <= 1.0:
+        raise ValueError(f"prior must lie in [0, 1], got {prior}")
     parts = []
     for chunk in range(-(-count // CHUNK)):
         rng = np.random.default_rng(np.random.SeedSequence([seed, STREAMS[split], chunk]))
-        parts.append(_render_chunk(rng, CHUNK, image_size, lighting))
+        parts.append(_render_chunk(rng, CHUNK, image_size, lighting, paint_shift, prior))
     if not parts:
         S = image_size
         return ToyImages(np.zeros((0, 3, S, S), np.uint8), np.zeros((0, S, S), np.uint8),
@@ -256,7 +273,8 @@ class ToyWorld(Dataset):
         if n <= 0:
             raise ValueError(f"the toy {split} split needs at least one image; "
                              f"num_{split} = {n}")
-        raw = render_toy(n, dcfg.image_size, dcfg.data_seed, split, dcfg.toy_lighting)
+        raw = render_toy(n, dcfg.image_size, dcfg.data_seed, split, dcfg.toy_lighting,
+                         dcfg.toy_paint_shift, dcfg.toy_prior)
         self.objects = raw.objects
         self.images = torch.from_numpy(raw.images)  # (N, 3, H, W) uint8
         self.labels = torch.from_numpy(raw.labels)  # (N, H, W) uint8, all classes
