@@ -105,3 +105,21 @@ def test_results_run_loads_a_results_page_variant_only_once_it_has_finished(tmp_
     loaded = book.results_run("tiny", "alt", 2)
     assert asked[-1] == ("cagnet", "alt", 2)
     assert loaded is not None and loaded.history == toy_run("cagnet", _tiny()).history
+
+
+def test_results_page_shortcut_table_averages_the_seeds_of_each_method_and_split():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "toy_results", Path(__file__).resolve().parents[1] / "benchmarks" / "toy_results.py")
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+
+    def row(seed, on, off, cut):
+        return {"method": "m", "split": "default", "seed": seed, "context": {"shortcut": {
+            "on_favourite": on, "elsewhere": off, "to_favourite_shape": cut}}}
+
+    text = tr.shortcut_table([row(0, 0.8, 0.1, 0.7), row(1, 0.6, 0.3, 0.5)])
+    assert "| m | default | 0.70 | 0.20 | 0.60 |" in text
+    assert tr.shortcut_table([{"method": "m", "split": "default", "context": {}}]) == ""
