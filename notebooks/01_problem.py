@@ -86,6 +86,14 @@ print("unseen:", classes.unseen_names())
 # context of the feature it should produce can only aim at their average. Chapters 4 to 6
 # ask whether CaGNet's contextual code tells the generator which mode to produce.
 #
+# The same prior that makes context informative also offers a shortcut. A model can guess
+# the shape from the stuff and be right seven times in ten without looking at the
+# outline. Chapter 8 measures that the toy models take this shortcut. Two settings change
+# the world to test it. `data.toy_prior` sets the prior (0.25: shapes independent of
+# stuff). `data.toy_paint_shift` makes each stuff's light show a paint as another paint, so
+# that a colour can be named only together with its context. The results page trains the
+# methods on both.
+#
 # In training the unseen pixels are set to the ignore label 255 (drawn black below);
 # the images that contain them are kept.
 
