@@ -24,7 +24,8 @@ from cagnet.train import TrainResult, fit
 LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
                   ("train", "shuffle_g_codes"): False, ("model", "patch_size"): 1,
                   ("train", "patch_fakes"): True,
-                  ("data", "toy_paint_shift"): False, ("data", "toy_prior"): 0.7}
+                  ("data", "toy_paint_shift"): False, ("data", "toy_prior"): 0.7,
+                  ("train", "backbone_optimizer"): "sgd"}
 
 
 def run_dir(cfg: Config) -> Path:

@@ -395,8 +395,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 def build_optimizers(model: CaGNet, tcfg: TrainConfig, device: torch.device,
                      stage: str = "train") -> dict[str, torch.optim.Optimizer]:
-    """SGD for E and CM (poly schedule, lr multipliers), Adam for D/C and for G, at the
-    rates of ``stage`` (``"train"`` or ``"self-train"``).
+    """SGD for E and CM (poly schedule, lr multipliers; Adam with
+    ``train.backbone_optimizer="adam"``), Adam for D/C and for G, at the rates of ``stage``
+    (``"train"`` or ``"self-train"``).
 
     SGD groups: trunk x1, CM x ``lr_mult_context``, ASPP weights x ``lr_mult_aspp_weight``,
     ASPP biases x ``lr_mult_aspp_bias`` (no weight decay on biases, as in DeepLab).
@@ -414,8 +415,13 @@ def build_optimizers(model: CaGNet, tcfg: TrainConfig, device: torch.device,
     ]
     for g in sgd_groups:
         g["lr"] = lr * g["lr_mult"]
-    opts = {"backbone": torch.optim.SGD(sgd_groups, lr=lr, momentum=tcfg.momentum,
-                                        weight_decay=tcfg.weight_decay, fused=fused)}
+    if tcfg.backbone_optimizer == "adam":  # a named toy-scale option (TrainConfig)
+        for g in sgd_groups:
+            g["weight_decay"] = 0.0
+        opts = {"backbone": torch.optim.Adam(sgd_groups, lr=lr, fused=fused)}
+    else:
+        opts = {"backbone": torch.optim.SGD(sgd_groups, lr=lr, momentum=tcfg.momentum,
+                                            weight_decay=tcfg.weight_decay, fused=fused)}
     return opts | build_adam(model, tcfg, device, stage)
 
 

@@ -107,6 +107,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "data.embeddings": one_of("official", "gensim"),
     "data.toy_lighting": Rule("a number in [0, 1]", 0.0, 1.0),
     "data.toy_prior": Rule("a number in [0, 1]", 0.0, 1.0),
+    "train.backbone_optimizer": one_of("sgd", "adam"),
     "loss.gan": one_of("l1", "bce", "lsgan"),
     "loss.content": one_of("mmd", "l2"),
     "loss.mmd_sigmas": POSITIVE,

@@ -445,3 +445,23 @@ def _record_g_and_cm(tr):
     cm = tr.model.context.forward
     tr.model.context.forward = lambda *a, **k: outs.append(cm(*a, **k)) or outs[-1]
     return read, outs
+
+
+def test_backbone_optimizer_adam_keeps_the_groups_multipliers_and_poly_schedule():
+    sgd = _trainer()
+    assert isinstance(sgd.optimizers["backbone"], torch.optim.SGD)
+    tr = _trainer(train={"iters": 10, "backbone_optimizer": "adam", "lr": 2e-3})
+    opt = tr.optimizers["backbone"]
+    assert isinstance(opt, torch.optim.Adam)
+    assert [g["lr_mult"] for g in opt.param_groups] == \
+        [g["lr_mult"] for g in sgd.optimizers["backbone"].param_groups]
+    assert all(g["weight_decay"] == 0.0 for g in opt.param_groups)
+    before = _snapshot(tr.model.backbone)
+    x, y = _batch()
+    tr.train_step(x, y, 5)
+    t = tr.cfg.train
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(poly_lr(2e-3 * g["lr_mult"], 5, 10, t.poly_power))
+    assert opt.state  # Adam moments exist: the backbone learnt through Adam
+    after = _snapshot(tr.model.backbone)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
