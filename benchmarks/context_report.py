@@ -59,8 +59,8 @@ def report(path: str, images: int) -> dict:
            "split": cfg.data.split,
            "per_context": per_context_scores(model, batches(test, images), classes, stuff,
                                              STUFF)}
-    unseen = classes["unseen"] if isinstance(classes, dict) else classes.unseen
-    out["shortcut"] = prior_shortcut(model, batches(test, images), test.objects, unseen)
+    out["shortcut"] = prior_shortcut(model, batches(test, images), test.objects,
+                                     classes["unseen"])
     if model.generator is not None:
         out["fidelity"] = class_fidelity(model, batches(test, images))
         things = list(range(len(STUFF), model.num_classes))

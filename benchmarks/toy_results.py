@@ -170,12 +170,18 @@ def fidelity(context: dict) -> str:
     return f"{f['asked']:.2f} / {f['asked_prior']:.2f} ({f['own']:.2f})"
 
 
-def context_table(rows: list[dict]) -> str:
-    """Unseen mIoU on the pixels of each context, mean over seeds per (method, split)."""
+def context_groups(rows: list[dict], key: str) -> dict[tuple[str, str], list[dict]]:
+    """The context report's ``key`` entry of every run that has one, per (method, split)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        if r.get("context", {}).get("per_context"):
-            groups.setdefault((r["method"], r["split"]), []).append(r["context"]["per_context"])
+        if r.get("context", {}).get(key):
+            groups.setdefault((r["method"], r["split"]), []).append(r["context"][key])
+    return groups
+
+
+def context_table(rows: list[dict]) -> str:
+    """Unseen mIoU on the pixels of each context, mean over seeds per (method, split)."""
+    groups = context_groups(rows, "per_context")
     if not groups:
         return ""
     names = list(next(iter(groups.values()))[0])
@@ -191,10 +197,7 @@ def context_table(rows: list[dict]) -> str:
 def shortcut_table(rows: list[dict]) -> str:
     """Per (method, split), mean over seeds: the share of unseen things' pixels found on their
     shape's favourite stuff and elsewhere, and elsewhere taken for the favourite shape."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        if r.get("context", {}).get("shortcut"):
-            groups.setdefault((r["method"], r["split"]), []).append(r["context"]["shortcut"])
+    groups = context_groups(rows, "shortcut")
     if not groups:
         return ""
     keys = ("on_favourite", "elsewhere", "to_favourite_shape")

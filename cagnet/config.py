@@ -146,9 +146,9 @@ class TrainConfig:
     unseen_weight: float = 10.0
     batch_size: int = 8
     lr: float = 2.5e-4  # backbone SGD
-    # "sgd": the official SGD with momentum for E and CM (trainer.py) | "adam": Adam (default
-    # betas, no weight decay) on the same groups and poly schedule, for a backbone trained
-    # from scratch (toy scale: it learns the toy shapes faster than SGD; results page)
+    # "sgd": the official SGD with momentum for E and CM (trainer.py back_opt "sgd") |
+    # "adam": Adam (default betas, no weight decay) on the same groups and poly schedule, an
+    # option for a backbone trained from scratch (toy runs with it: results page)
     backbone_optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4

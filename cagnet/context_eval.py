@@ -335,11 +335,12 @@ def prior_shortcut(model, batches, objects, unseen: Sequence[int]) -> dict[str, 
                     continue
                 mask = labels[b] == cls
                 p = pred[b][mask]
-                on = int(FAVOURITE_SHAPE[home]) == shape
+                favourite = int(FAVOURITE_SHAPE[home])  # the shape the thing's stuff favours
+                on = favourite == shape
                 hit[on] += int((p == cls).sum())
                 total[on] += int(mask.sum())
                 if not on:
-                    shortcut += int((p == thing_class(colour, int(FAVOURITE_SHAPE[home]))).sum())
+                    shortcut += int((p == thing_class(colour, favourite)).sum())
         start += len(labels)
     share = lambda a, n: a / n if n else float("nan")  # noqa: E731
     return {"on_favourite": share(hit[True], total[True]),
