@@ -25,7 +25,7 @@ LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
                   ("train", "shuffle_g_codes"): False, ("model", "patch_size"): 1,
                   ("train", "patch_fakes"): True,
                   ("data", "toy_paint_shift"): False, ("data", "toy_prior"): 0.7,
-                  ("train", "backbone_optimizer"): "sgd"}
+                  ("train", "backbone_optimizer"): "sgd", ("model", "feature_norm"): False}
 
 
 def run_dir(cfg: Config) -> Path:

@@ -69,6 +69,26 @@ def code_health(model, images: Tensor, labels: Tensor | None = None) -> dict[str
     }
 
 
+SATURATED = 4.0  # |h| past which the sigmoid's slope is below 0.018 (0.25 at 0)
+
+
+@torch.no_grad()
+def feature_saturation(model, images: Tensor) -> dict[str, float]:
+    """How far E's output h (the input of the feature's sigmoid) lies in the sigmoid's flat
+    tails, on a batch (B, 3, H, W): ``saturated``, the share of h's elements with
+    ``|h| > SATURATED``, and ``std``, h's standard deviation. A saturated feature passes
+    little gradient back to E (``model.feature_norm`` keeps h normalised). Eval mode; every
+    submodule's mode is restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        h = model.backbone(images).float()  # (B, d, h, w)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return {"saturated": (h.abs() > SATURATED).float().mean().item(), "std": h.std().item()}
+
+
 def norms(module: torch.nn.Module) -> dict[str, float]:
     """The L2 norms of a module's weights and of their current gradients (0 without any)."""
     ps = list(module.parameters())

@@ -425,6 +425,10 @@ def validate_config(cfg: Config, origins: Mapping[str, str] | None = None) -> Co
         raise fail(("model.g_code", "train.fake_codes"),
                    "model.g_code='mu' trains G on the codes' means, but fine-tuning would feed "
                    "it z ~ N(0, I), codes it never saw; set train.fake_codes='real'")
+    if m.feature_norm and m.backbone != "toy":
+        raise fail(("model.feature_norm", "model.backbone"),
+                   f"model.feature_norm normalises the toy backbone's output; the {m.backbone} "
+                   "backbone has no such layer: set model.feature_norm=false")
     if m.weights is not None:
         path = Path(m.weights).expanduser()
         if not path.is_file():

@@ -256,6 +256,8 @@ CATALOGUE: list[tuple] = [
     ("prior-above-one", [*T, "--set", "data.toy_prior=1.5", *OUT], ["data.toy_prior"]),
     ("optimizer-unknown", [*T, "--set", "train.backbone_optimizer=rmsprop", *OUT],
      ["train.backbone_optimizer"]),
+    ("feature-norm-deeplab", ["train", "--preset", "voc", "--set", "model.feature_norm=true",
+                              *OUT], ["model.feature_norm", "deeplabv2"]),
     ("pretrained-maybe", [*T, "--set", "model.pretrained=maybe", *OUT], ["model.pretrained"]),
     ("dropout-one", [*T, "--set", "model.disc_dropout=1", *OUT], ["model.disc_dropout"]),
     ("dropout-count", [*T, "--set", "model.generator_dropout=[0.1,0.1,0.1]", *OUT],

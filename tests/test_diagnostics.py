@@ -5,7 +5,7 @@ import pytest
 import torch
 from small import small_toy
 
-from cagnet.diagnostics import code_health, format_health, norms, verdict
+from cagnet.diagnostics import code_health, feature_saturation, format_health, norms, verdict
 from cagnet.models import CaGNet
 
 K = 6
@@ -62,3 +62,24 @@ def test_norms_and_methods_without_a_code():
     assert n["weight_norm"] > 0 and n["grad_norm"] == 0.0
     assert code_health(_model("zs3net"), *_batch()) == {}
     assert "no contextual module" in format_health({})
+
+
+def test_feature_saturation_counts_outputs_in_the_sigmoids_flat_tails():
+    model = _model("zs3net")
+    x, _ = _batch()
+    fresh = feature_saturation(model, x)
+    assert 0.0 <= fresh["saturated"] < 1.0 and fresh["std"] > 0
+    branches = model.backbone.aspp.branches
+    with torch.no_grad():  # E's output h = 10 everywhere: every element past |4|
+        for b in branches:
+            b.weight.zero_()
+            b.bias.fill_(10.0 / len(branches))
+    assert feature_saturation(model, x)["saturated"] == 1.0
+    with torch.no_grad():  # h = 1: the sigmoid's steep middle
+        for b in branches:
+            b.bias.fill_(1.0 / len(branches))
+    flat = feature_saturation(model, x)
+    assert flat["saturated"] == 0.0 and flat["std"] == pytest.approx(0.0, abs=1e-6)
+    model.train()
+    feature_saturation(model, x)
+    assert model.training and model.backbone.training

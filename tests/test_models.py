@@ -68,6 +68,30 @@ def test_toy_refine_blocks_mix_fine_and_coarse_paths():
         ToyBackbone(16, 8, 4, refine=-1)
 
 
+def test_feature_norm_normalises_the_toy_features_before_the_sigmoid_and_trains_with_the_trunk():
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 64, 64)
+    plain = ToyBackbone(16, 8, 4, refine=1)
+    normed = ToyBackbone(16, 8, 4, refine=1, feature_norm=True)
+    normed.load_state_dict(plain.state_dict(), strict=False)  # the same convolutions
+    raw, out = plain(x), normed(x)
+    # each channel of E's output has batch mean 0 and variance 1 (BatchNorm in training mode)
+    assert torch.allclose(out.mean((0, 2, 3)), torch.zeros(16), atol=1e-5)
+    assert torch.allclose(out.var((0, 2, 3), unbiased=False), torch.ones(16), atol=1e-3)
+    assert not torch.allclose(raw.var((0, 2, 3), unbiased=False), torch.ones(16), atol=0.1)
+    assert isinstance(plain.norm, torch.nn.Identity)
+    trunk = {id(p) for p in normed.param_groups()["trunk"]}
+    assert all(id(p) in trunk for p in normed.norm.parameters())
+    assert len(trunk) == len({id(p) for p in plain.param_groups()["trunk"]}) + 2
+    cfg = get_preset("toy")
+    assert cfg.model.feature_norm is False  # the official feature: sigmoid of the raw output
+    on = cfg.replace(model=dataclasses.replace(cfg.model, feature_norm=True))
+    assert isinstance(build_backbone(on.model).norm, torch.nn.BatchNorm2d)
+    voc = get_preset("voc")
+    with pytest.raises(ConfigError, match="feature_norm"):
+        build_backbone(dataclasses.replace(voc.model, feature_norm=True, pretrained=False))
+
+
 def test_forward_multiscale():
     torch.manual_seed(0)
     bb = ToyBackbone(8, 8, 2, scales=(1.0, 0.75, 0.5))

@@ -264,13 +264,26 @@ class ToyBackbone(SegmentationBackbone):
         dilations: tuple[int, ...] = (1, 2),
         scales: tuple[float, ...] = (1.0,),
         refine: int = 0,
+        feature_norm: bool = False,
     ) -> None:
         super().__init__()
         self.trunk = ToyTrunk(width, stride, refine)
         self.aspp = ASPP(width, embed_dim, dilations, init_std=None)
+        # model.feature_norm: BatchNorm on E's output, before CM and the feature's sigmoid
+        self.norm: nn.Module = nn.BatchNorm2d(embed_dim) if feature_norm else nn.Identity()
         self.scales = tuple(scales)
         self.out_channels = embed_dim
         self.output_stride = stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        # x: (B, 3, H, W) -> (B, d, H/os, W/os), normalised with ``feature_norm``
+        return self.norm(super().forward(x))
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """As `SegmentationBackbone`'s; ``feature_norm``'s BatchNorm learns with the trunk (x1)."""
+        groups = super().param_groups()
+        groups["trunk"] += list(self.norm.parameters())
+        return groups
 
 
 def receptive_fields(net: nn.Module) -> list[tuple[str, int, int]]:
@@ -303,6 +316,9 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> li
 def build_backbone(mcfg: ModelConfig) -> SegmentationBackbone:
     """E for a `ModelConfig`: ``"deeplabv2"`` (ResNet-101) or ``"toy"`` (small CNN)."""
     if mcfg.backbone == "deeplabv2":
+        if mcfg.feature_norm:
+            raise ConfigError("model.feature_norm is for the toy backbone; set it false for "
+                              "deeplabv2")
         net = DeepLabV2(mcfg.embed_dim, mcfg.pretrained and not mcfg.weights,
                         mcfg.aspp_dilations, mcfg.multiscale)
         if mcfg.weights:
@@ -310,5 +326,5 @@ def build_backbone(mcfg: ModelConfig) -> SegmentationBackbone:
         return net
     if mcfg.backbone == "toy":
         return ToyBackbone(mcfg.embed_dim, mcfg.toy_width, mcfg.toy_stride, scales=mcfg.multiscale,
-                           refine=mcfg.toy_refine)
+                           refine=mcfg.toy_refine, feature_norm=mcfg.feature_norm)
     raise ConfigError(f"unknown backbone {mcfg.backbone!r}; choose 'deeplabv2' or 'toy'")
