@@ -353,16 +353,15 @@ if len(world_means) == 2 * len(worlds):
 # %% [markdown]
 # Without the prior the models lose most of their seen things: they had no shape to fall
 # back on. With the paint shift both methods lose unseen mIoU, and the live codes gain
-# nothing over ZS3Net, whose generator knows no context. An Adam backbone helps in neither
-# world; with CM at Adam's full rate the live codes' σ runs away (results page). Neither
-# world lets context pay off, because neither gives the backbone shape. The gaps printed
-# above are means over three seeds for the book's world and the paint shift, and single
-# seeds for the rest. The seed-to-seed spread is about 0.02 (results page), so a gap of a
-# few hundredths from one seed is not a difference.
+# nothing over ZS3Net, whose generator knows no context. An Adam backbone alone helps in
+# neither world; with CM at Adam's full rate the live codes' σ runs away (results page).
+# The gaps printed above are means over three seeds for the book's world, the paint shift
+# and the normalised features, and single seeds for the rest. The seed-to-seed spread is
+# about 0.02 (results page), so a gap of a few hundredths from one seed is not a
+# difference.
 #
-# Context can only pay off once the backbone sees shape. On these worlds, with this
-# backbone and this training length, it does not. That is a limit of the book's toy
-# models, not a verdict on CaGNet.
+# Context can only pay off once the backbone sees shape. The next section finds one
+# reason why the toy backbone learns shape so slowly.
 
 # %% [markdown]
 # ### The feature's sigmoid
@@ -401,6 +400,18 @@ if normed:
 print(line + ".")
 
 # %% [markdown]
+# With the preset's SGD only a few percent of h lies in the flat tails. With the Adam
+# backbone most of it does: Adam's steps grow h quickly, and E then learns through a gate
+# that is nearly shut. That is why the Adam backbone above did no better than SGD. The
+# BatchNorm keeps h in the sigmoid's steep middle, and the rows `normalised` and
+# `normalised, Adam` in the table above show what that buys. With SGD, both methods gain
+# a little and by about as much, so the gain is the backbone's. With Adam, the backbone
+# finds more of the things that lie away from their favourite stuff (results page), and
+# the live codes pull ahead of ZS3Net. That row is one seed, and a second seed of the
+# live-code run stopped on a non-finite loss (results page). Without the prior the
+# normalised models still find few shapes, so the sigmoid is one cause of the slow shape
+# learning, not the only one.
+#
 # The toy numbers are a small-scale picture; the [results page](../book/results.md) puts
 # them beside the paper's Pascal-VOC numbers, where CaGNet's contextual codes raise the
 # unseen mIoU from 17.7 (ZS3Net) to 26.6.
@@ -477,6 +488,9 @@ print("hIoU:", {k: round(v, 3) for k, v in hiou.items()})
 # - Every toy model reads a thing's colour from its pixels and its shape from the stuff
 #   around it (`prior_shortcut`). Away from its shape's favourite stuff a thing is
 #   hardly found, seen or unseen, which caps what context-aware fakes can add.
+# - The official feature is a sigmoid of E's output. An Adam backbone trained from scratch
+#   drives most of that output into the sigmoid's flat tails (`feature_saturation`);
+#   `model.feature_norm` keeps it in the steep middle.
 # - ZS3Net's noise moves its fakes a little and says nothing about the image. CaGNet's
 #   codes move them only once they are alive (chapter 5's recipe), and then towards the
 #   context they describe.
