@@ -35,8 +35,9 @@ class ModelConfig:
     toy_refine: int = 0  # 3x3 blocks after the toy trunk merges its fine and coarse paths
     # BatchNorm on E's output (toy backbone only), before CM and the feature's sigmoid. The
     # official feature is sigmoid(ASPP output) (networks.py: h0 = torch.sigmoid(h + h_att));
-    # a toy backbone trained from scratch drives 71% of the ASPP outputs past |4|, where the
-    # sigmoid is flat, and learns shapes slowly (a deviation option; book/deviations.md)
+    # a toy backbone trained from scratch with Adam drives 63-71% of the ASPP outputs beyond
+    # +-4, where the sigmoid is flat (SGD: 4-9%; chapter 8); a deviation option, off in
+    # every preset (book/deviations.md)
     feature_norm: bool = False
     aspp_dilations: tuple[int, ...] = (6, 12, 18, 24)
     multiscale: tuple[float, ...] = (1.0, 0.75, 0.5)  # training scales; a max is added
