@@ -17,7 +17,8 @@ These numbers tell a live code from a dead one:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -31,6 +32,18 @@ HEALTH_KEYS = ("active_m1", "active_m2", "active_m3", "active_fused", "mu_spread
 ALIVE = {"active": 0.10, "mu_spread": 0.1, "kl": 0.01}
 
 
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block; every submodule's own mode restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
 @torch.no_grad()
 def code_health(model, images: Tensor, labels: Tensor | None = None) -> dict[str, float]:
     """CM's instruments on one batch (B, 3, H, W), labels (B, H, W) or None (every pixel).
@@ -40,13 +53,8 @@ def code_health(model, images: Tensor, labels: Tensor | None = None) -> dict[str
     """
     if model.context is None:
         return {}
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         ctx = model.context(model.backbone(images))
-    finally:
-        for m, mode in modes:
-            m.training = mode
     B, _, h, w = ctx.mu.shape
     valid = (resize_labels(labels, (h, w)) != IGNORE if labels is not None
              else torch.ones(B, h, w, dtype=torch.bool, device=ctx.mu.device))
@@ -79,13 +87,8 @@ def feature_saturation(model, images: Tensor) -> dict[str, float]:
     ``|h| > SATURATED``, and ``std``, h's standard deviation. A saturated feature passes
     little gradient back to E (``model.feature_norm`` keeps h normalised). Eval mode; every
     submodule's mode is restored."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         h = model.backbone(images).float()  # (B, d, h, w)
-    finally:
-        for m, mode in modes:
-            m.training = mode
     return {"saturated": (h.abs() > SATURATED).float().mean().item(), "std": h.std().item()}
 
 
