@@ -367,6 +367,7 @@ family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
           and "self_train" not in r.get("spec", "") and "patch_size" not in r.get("spec", "")
           and "data.toy_" not in r.get("spec", "")  # other toy worlds: chapter 8
           and "backbone_optimizer" not in r.get("spec", "")  # Adam backbones: results page
+          and "feature_norm" not in r.get("spec", "")  # normalised features: chapter 8
           and "health" in r.get("context", {})]  # the patch-level runs: chapter 10
 print(f"{'method':26s} {'split':8s} {'unseen':>6s} {'hIoU':>5s} {'mu spread':>9s} "
       f"{'G gain':>7s} {'G draws: asked class':>20s} {'pixel class':>11s}")
