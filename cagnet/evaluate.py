@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cagnet import distributed
+from cagnet.diagnostics import eval_mode
 from cagnet.errors import ConfigError
 from cagnet.metrics import ConfusionMatrix, scores
 
@@ -37,15 +38,6 @@ PROTOCOLS = ("full", "official")
 # train.py builds the official test set with base_size=513 and WARP_IMAGE True (every
 # configs/*.yaml); its IMAGE.SIZE.TEST 512 is a crop size, unused at test (scale None)
 OFFICIAL_TEST_SIZE = 513
-
-
-def _modes(model: nn.Module) -> list[bool]:
-    return [m.training for m in model.modules()]
-
-
-def _restore(model: nn.Module, modes: list[bool]) -> None:
-    for m, mode in zip(model.modules(), modes, strict=True):
-        m.training = mode
 
 
 def official_test_size(dataset: str, image_size: int = 64) -> int:
@@ -108,9 +100,7 @@ def confusion_matrices(
                         generator=torch.Generator())  # leaves the global RNG untouched
     matrices = [ConfusionMatrix(num_classes, device=device) for _ in calibrations]
     seen_idx = torch.tensor(list(seen), device=device)
-    modes = _modes(model)
-    model.eval()
-    try:
+    with eval_mode(model):
         for images, labels in loader:
             logits, labels = scored_pair(model, images.to(device), labels.to(device), protocol,
                                          test_size)  # (B, K, h, w), (B, h, w)
@@ -120,8 +110,6 @@ def confusion_matrices(
                     shifted = logits.clone()
                     shifted[:, seen_idx] -= gamma
                 cm.update(shifted.argmax(1), labels)
-    finally:
-        _restore(model, modes)
     return matrices
 
 
