@@ -44,6 +44,23 @@ def spec_name(spec: str) -> str:
     return spec[: len(spec) - len(body) - 1] if body != spec else spec
 
 
+def planned_runs(methods: str, seeds: list[str], splits: list[str]) -> list[tuple[str, str, int]]:
+    """``(spec, split, seed)`` of every run ``--methods`` asks for, in the order of its rows.
+
+    Each comma-separated entry is ``[NAME=]METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED
+    [/SPLIT+SPLIT]]``: values are JSON without ",", ";" or "@" (a tuple value cannot be given
+    here); without ``@`` an entry runs ``seeds`` x ``splits``.
+    """
+    runs = []
+    for spec in methods.split(","):
+        spec, _, own = spec.partition("@")
+        own_seeds, _, own_splits = own.partition("/")
+        runs += [(spec, split, int(seed))
+                 for split in (own_splits.split("+") if own_splits else splits)
+                 for seed in (own_seeds.split("+") if own_seeds else seeds)]
+    return runs
+
+
 def run_one(spec: str, split: str, seed: int, threads: int) -> dict:
     method, over = variant(spec)
     cfg = spec_config(spec, split, seed)
@@ -246,19 +263,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         from cagnet.data.splits import SPLITS
 
         splits = list(SPLITS["toy"])[:2]
-    runs = []
-    # "[NAME=]METHOD[:SECTION.FIELD=VALUE;...][@SEED+SEED[/SPLIT+SPLIT]]"; values are JSON
-    # without ",", ";" or "@" (a tuple value cannot be given here)
     names = [spec_name(spec.partition("@")[0]) for spec in args.methods.split(",")]
     if len(set(names)) != len(names):
         p.error(f"two variants share a name in --methods ({', '.join(names)}); name them apart")
-    for spec in args.methods.split(","):
-        spec, _, own = spec.partition("@")
-        own_seeds, _, own_splits = own.partition("/")
-        seeds = own_seeds.split("+") if own_seeds else args.seeds.split(",")
-        runs += [(spec, split, int(seed))
-                 for split in (own_splits.split("+") if own_splits else splits)
-                 for seed in seeds]
+    runs = planned_runs(args.methods, args.seeds.split(","), splits)
     threads = 1 if args.jobs > 1 else (os.cpu_count() or 1)
 
     def one(run: tuple[str, str, int]) -> dict:

@@ -329,8 +329,9 @@ worlds = {"the book's world": ("zs3net", "live-centred"),
           "no prior, Adam": ("flat-adam-zs3net", "flat-adam-live-centred"),
           "normalised": ("norm-zs3net", "norm-live-centred"),
           "no prior, normalised": ("flat-norm-zs3net", "flat-norm-live-centred"),
-          "normalised, Adam": ("norm-adam-zs3net", "norm-adam-live-centred")}
-print(f"{'world':20s} {'method':27s} {'seeds':>5s} {'seen':>6s} {'unseen':>7s} {'hIoU':>6s}")
+          "normalised, Adam": ("norm-adam-zs3net", "norm-adam-live-centred"),
+          "normalised, Adam, CM x0.05": ("norm-adam-zs3net", "norm-adam-cm0.05-live-centred")}
+print(f"{'world':26s} {'method':31s} {'seeds':>5s} {'seen':>6s} {'unseen':>7s} {'hIoU':>6s}")
 world_means = {}
 for world, names in worlds.items():
     for name in names:
@@ -338,7 +339,7 @@ for world, names in worlds.items():
         if got:
             mean = {k: sum(r[k] for r in got) / len(got) for k in ("seen", "unseen", "hiou")}
             world_means[world, name] = mean
-            print(f"{world:20s} {name:27s} {len(got):5d} {mean['seen']:6.3f} "
+            print(f"{world:26s} {name:31s} {len(got):5d} {mean['seen']:6.3f} "
                   f"{mean['unseen']:7.3f} {mean['hiou']:6.3f}")
 if len(world_means) == 2 * len(worlds):
     base = world_means["the book's world", "zs3net"]["seen"]
@@ -382,12 +383,12 @@ from cagnet.diagnostics import SATURATED, feature_saturation  # noqa: E402
 sat_images = torch.cat([x for x, _ in test_batches[:4]])  # 64 test images
 sat_models = {"zs3net": runs["zs3net"].model, "cagnet": runs["cagnet"].model}
 for name in ("adam-zs3net", "adam-live-centred", "norm-zs3net", "norm-live-centred",
-             "norm-adam-zs3net", "norm-adam-live-centred"):
+             "norm-adam-zs3net", "norm-adam-live-centred", "norm-adam-cm0.05-live-centred"):
     if (cached := results_run(name)) is not None:
         sat_models[name] = cached.model
 saturation = {name: feature_saturation(net, sat_images) for name, net in sat_models.items()}
 for name, sat in saturation.items():
-    print(f"{name:24s} share of h past |{SATURATED:g}|: {sat['saturated']:6.1%}   "
+    print(f"{name:31s} share of h past |{SATURATED:g}|: {sat['saturated']:6.1%}   "
           f"std of h: {sat['std']:5.2f}")
 sgd = max(saturation[n]["saturated"] for n in ("zs3net", "cagnet"))
 adam = [saturation[n]["saturated"] for n in saturation if n.startswith("adam-")]

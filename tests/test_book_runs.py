@@ -123,3 +123,33 @@ def test_results_page_shortcut_table_averages_the_seeds_of_each_method_and_split
     text = tr.shortcut_table([row(0, 0.8, 0.1, 0.7), row(1, 0.6, 0.3, 0.5)])
     assert "| m | default | 0.70 | 0.20 | 0.60 |" in text
     assert tr.shortcut_table([{"method": "m", "split": "default", "context": {}}]) == ""
+
+
+def test_results_page_command_lists_exactly_the_runs_of_its_table():
+    """book/results.md says its table was produced by the command it shows: the runs that
+    command asks for are, in order, the rows of book/results_toy.json."""
+    import importlib.util
+    import json
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("toy_results",
+                                                  root / "benchmarks" / "toy_results.py")
+    tr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tr)
+    page = (root / "book" / "results.md").read_text()
+    block = re.search(r"```bash\n(.*?python benchmarks/toy_results\.py.*?)```", page, re.S)
+    assert block, "book/results.md shows no toy_results.py command"
+    # run the block's shell lines with `python` printing its arguments, one per line
+    out = subprocess.run(["bash", "-c", "python() { printf '%s\\n' \"$@\"; }\n"
+                          + block.group(1)], capture_output=True, text=True, check=True).stdout
+    args = out.splitlines()
+    opt = {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--")}
+    runs = tr.planned_runs(opt["--methods"], opt["--seeds"].split(","),
+                           opt["--splits"].split(","))
+    planned = [(tr.spec_name(s), tr.spec_body(s), split, seed) for s, split, seed in runs]
+    rows = json.loads((root / "book" / "results_toy.json").read_text())["runs"]
+    table = [(r["method"], r["spec"], r["split"], r["seed"]) for r in rows]
+    assert planned == table, "book/results.md's command and book/results_toy.json disagree"
