@@ -2,6 +2,7 @@
 
     python benchmarks/step_time.py --preset voc --method cagnet --device cuda --batch 8 --crop 368
     python benchmarks/step_time.py --preset toy --device cpu --batch 4 --iters 3 --warmup 1
+    python benchmarks/step_time.py --preset toy --device cpu --set model.feature_norm=true
 
 Random images and labels (seen classes, a band of ignored pixels) and random unit class
 embeddings: nothing is downloaded. Each step is timed between device synchronisations, the
@@ -25,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cagnet.config import METHODS, PRESETS, get_preset  # noqa: E402
 from cagnet.data import class_split  # noqa: E402
-from cagnet.train import Trainer, resolve_device  # noqa: E402
+from cagnet.errors import ConfigError  # noqa: E402
+from cagnet.train import Trainer, config_with, resolve_device  # noqa: E402
+from cagnet.validation import parse_set, validate_config  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -56,11 +59,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the step")
     p.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override a preset field, as `cagnet train --set` (repeatable)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    cfg = get_preset(args.preset).replace(method=args.method)
+    try:
+        sections, origins = parse_set(args.set)
+        cfg = validate_config(config_with(get_preset(args.preset).replace(method=args.method),
+                                          **sections), origins)
+    except ConfigError as e:
+        p.error(str(e))
     train = dataclasses.replace(
         cfg.train, batch_size=args.batch or cfg.train.batch_size, compile=args.compile,
         amp=args.amp or cfg.train.amp)
@@ -109,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch": torch.__version__,
         "amp": str(trainer.amp_dtype).replace("torch.", "") if trainer.amp_dtype else "off",
         "compile": cfg.train.compile,
+        "set": args.set,
     }
     print(json.dumps(result))
     return result
