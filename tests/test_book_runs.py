@@ -1,9 +1,23 @@
 """`cagnet.book.toy_run`: the book's shared runs train once, then load; configs never mix."""
 
+import importlib.util
+from pathlib import Path
+
 from small import small_toy
 
 from cagnet.book import run_dir, toy_run
 from cagnet.train import config_with
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _toy_results():
+    """benchmarks/toy_results.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("toy_results",
+                                                  ROOT / "benchmarks" / "toy_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _tiny():
@@ -58,14 +72,8 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
 
 
 def test_self_training_runs_start_from_the_finished_run_without_it(tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
     monkeypatch.setenv("CAGNET_CACHE", str(tmp_path))
-    spec = importlib.util.spec_from_file_location(
-        "toy_results", Path(__file__).resolve().parents[1] / "benchmarks" / "toy_results.py")
-    tr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tr)
+    tr = _toy_results()
     base = _tiny().replace(method="cagnet")
     st = config_with(base, train=dict(self_train=True))
     assert tr.start_from_finished_run(st, run_dir(st)) is None  # nothing to start from
@@ -108,13 +116,7 @@ def test_results_run_loads_a_results_page_variant_only_once_it_has_finished(tmp_
 
 
 def test_results_page_shortcut_table_averages_the_seeds_of_each_method_and_split():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "toy_results", Path(__file__).resolve().parents[1] / "benchmarks" / "toy_results.py")
-    tr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tr)
+    tr = _toy_results()
 
     def row(seed, on, off, cut):
         return {"method": "m", "split": "default", "seed": seed, "context": {"shortcut": {
@@ -128,18 +130,12 @@ def test_results_page_shortcut_table_averages_the_seeds_of_each_method_and_split
 def test_results_page_command_lists_exactly_the_runs_of_its_table():
     """book/results.md says its table was produced by the command it shows: the runs that
     command asks for are, in order, the rows of book/results_toy.json."""
-    import importlib.util
     import json
     import re
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("toy_results",
-                                                  root / "benchmarks" / "toy_results.py")
-    tr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tr)
-    page = (root / "book" / "results.md").read_text()
+    tr = _toy_results()
+    page = (ROOT / "book" / "results.md").read_text()
     block = re.search(r"```bash\n(.*?python benchmarks/toy_results\.py.*?)```", page, re.S)
     assert block, "book/results.md shows no toy_results.py command"
     # run the block's shell lines with `python` printing its arguments, one per line
@@ -150,6 +146,6 @@ def test_results_page_command_lists_exactly_the_runs_of_its_table():
     runs = tr.planned_runs(opt["--methods"], opt["--seeds"].split(","),
                            opt["--splits"].split(","))
     planned = [(tr.spec_name(s), tr.spec_body(s), split, seed) for s, split, seed in runs]
-    rows = json.loads((root / "book" / "results_toy.json").read_text())["runs"]
+    rows = json.loads((ROOT / "book" / "results_toy.json").read_text())["runs"]
     table = [(r["method"], r["spec"], r["split"], r["seed"]) for r in rows]
     assert planned == table, "book/results.md's command and book/results_toy.json disagree"
