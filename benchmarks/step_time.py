@@ -2,7 +2,7 @@
 
     python benchmarks/step_time.py --preset voc --method cagnet --device cuda --batch 8 --crop 368
     python benchmarks/step_time.py --preset toy --device cpu --batch 4 --iters 3 --warmup 1
-    python benchmarks/step_time.py --preset toy --device cpu --set model.feature_norm=true
+    python benchmarks/step_time.py --preset toy --device cpu --set model.feature_norm=false
 
 Random images and labels (seen classes, a band of ignored pixels) and random unit class
 embeddings: nothing is downloaded. Each step is timed between device synchronisations, the

@@ -28,14 +28,38 @@ LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
                   ("train", "backbone_optimizer"): "sgd", ("model", "feature_norm"): False}
 
 
+def _self_training_setting(name: str) -> bool:
+    return name.startswith("st_") or name.endswith("_st") or "_st_" in name
+
+
+def _numbers_by_value(value):
+    """``value`` with every int that is not a bool as a float: 1 and 1.0 are one setting."""
+    if isinstance(value, dict):
+        return {k: _numbers_by_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_numbers_by_value(v) for v in value]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def run_dir(cfg: Config) -> Path:
-    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``."""
+    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``.
+
+    The hash covers every setting the run reads, numbers by value (``1`` and ``1.0`` are one
+    setting). Settings a run never reads are left out, so a change to them keeps its folder:
+    the self-training settings of a run that does not self-train, and CM's learning-rate
+    multiplier for a method without CM (ZS3Net, seen-only).
+    """
     key = cfg.to_dict()
     for (section, name), old in LATER_SETTINGS.items():
         if key[section].get(name, old) == old:
             key[section].pop(name, None)
+    if not cfg.train.self_train:
+        key["train"] = {k: v for k, v in key["train"].items() if not _self_training_setting(k)}
+    if cfg.method != "cagnet":  # only CaGNet has a contextual module
+        key["train"].pop("lr_mult_context")
     if cfg.data.dataset == "toy":
         key["toy_world"] = world_constants(cfg.data)
+    key = _numbers_by_value(key)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
 

@@ -18,7 +18,8 @@ Two stages, one code path for every method and scale:
    objective: D and C see detached features, E's CE goes through a *frozen* copy of C
    (`call_frozen`), and G's adversarial and CE terms go through a frozen copy of D.
    (The official code runs two backward passes through the backbone per iteration.)
-   D/C and G use Adam with a step decay (``lr_decay_d``, ``lr_decay_g``); E and CM SGD, poly.
+   D/C and G use Adam with a step decay (``lr_decay_d``, ``lr_decay_g``); E and CM SGD (Adam
+   with ``train.backbone_optimizer="adam"``, the toy preset), poly.
 
 2. **Fine-tuning** (``cfg.train.finetune_iters``), as in ``*_finetune.yaml``. E and CM are
    frozen; D/C and G get fresh Adam optimisers (``lr_d_finetune``, ``lr_g_finetune``, their

@@ -64,11 +64,38 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
     key = cfg.to_dict()
     for section, name in LATER_SETTINGS:
         del key[section][name]  # a configuration written before the setting existed
+    key["train"] = {k: v for k, v in key["train"].items()  # not read without self-training
+                    if not (k.startswith("st_") or "_st" in k)}
     key["toy_world"] = world_constants()
+    key = json.loads(json.dumps(key), parse_int=float)  # numbers by value
     old = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     assert run_dir(cfg).name.endswith(old)
     centred = cfg.replace(model=dataclasses.replace(cfg.model, code_centring=True))
     assert run_dir(centred) != run_dir(cfg)  # a new value is a new run
+
+
+def test_a_number_is_one_setting_whether_written_as_int_or_float():
+    cfg = _tiny()
+    as_int = config_with(cfg, train=dict(lr_mult_aspp_weight=1, iters=3))
+    as_float = config_with(cfg, train=dict(lr_mult_aspp_weight=1.0, iters=3.0))
+    assert run_dir(as_int) == run_dir(as_float)
+    assert run_dir(config_with(cfg, train=dict(lr_mult_aspp_weight=2))) != run_dir(as_int)
+
+
+def test_self_training_settings_count_only_for_a_run_that_self_trains():
+    cfg = _tiny()
+    assert run_dir(config_with(cfg, train=dict(lr_st=1e-3))) == run_dir(cfg)
+    st = config_with(cfg, train=dict(self_train=True))
+    assert run_dir(config_with(st, train=dict(lr_st=1e-3))) != run_dir(st)
+    assert run_dir(st) != run_dir(cfg)
+
+
+def test_cm_learning_rate_counts_only_for_the_method_with_cm():
+    cfg = _tiny()
+    for method, same in (("zs3net", True), ("seen-only", True), ("cagnet", False)):
+        base = cfg.replace(method=method)
+        faster = config_with(base, train=dict(lr_mult_context=1.0))
+        assert (run_dir(faster) == run_dir(base)) is same
 
 
 def test_self_training_runs_start_from_the_finished_run_without_it(tmp_path, monkeypatch):

@@ -84,10 +84,12 @@ def test_feature_norm_normalises_the_toy_features_before_the_sigmoid_and_trains_
     assert all(id(p) in trunk for p in normed.norm.parameters())
     assert len(trunk) == len({id(p) for p in plain.param_groups()["trunk"]}) + 2
     cfg = get_preset("toy")
-    assert cfg.model.feature_norm is False  # the official feature: sigmoid of the raw output
-    on = cfg.replace(model=dataclasses.replace(cfg.model, feature_norm=True))
-    assert isinstance(build_backbone(on.model).norm, torch.nn.BatchNorm2d)
+    assert cfg.model.feature_norm is True  # the toy preset's deviation (book/deviations.md)
+    assert isinstance(build_backbone(cfg.model).norm, torch.nn.BatchNorm2d)
+    off = cfg.replace(model=dataclasses.replace(cfg.model, feature_norm=False))
+    assert isinstance(build_backbone(off.model).norm, torch.nn.Identity)
     voc = get_preset("voc")
+    assert voc.model.feature_norm is False  # the official feature: sigmoid of the raw output
     with pytest.raises(ConfigError, match="feature_norm"):
         build_backbone(dataclasses.replace(voc.model, feature_norm=True, pretrained=False))
 

@@ -448,7 +448,7 @@ def _record_g_and_cm(tr):
 
 
 def test_backbone_optimizer_adam_keeps_the_groups_multipliers_and_poly_schedule():
-    sgd = _trainer()
+    sgd = _trainer(train={"backbone_optimizer": "sgd"})  # the paper presets' optimiser
     assert isinstance(sgd.optimizers["backbone"], torch.optim.SGD)
     tr = _trainer(train={"iters": 10, "backbone_optimizer": "adam", "lr": 2e-3})
     opt = tr.optimizers["backbone"]
