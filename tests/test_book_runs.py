@@ -60,7 +60,10 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
     from cagnet.book import LATER_SETTINGS
     from cagnet.data.toy import world_constants
 
-    cfg = _tiny()
+    old_values: dict[str, dict] = {}
+    for (section, name), old in LATER_SETTINGS.items():
+        old_values.setdefault(section, {})[name] = old
+    cfg = config_with(_tiny(), **old_values)  # every later setting at its earlier value
     key = cfg.to_dict()
     for section, name in LATER_SETTINGS:
         del key[section][name]  # a configuration written before the setting existed
