@@ -284,8 +284,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     t = get_preset("toy").train
     note = (f"Toy preset: {t.iters} training + {t.finetune_iters} fine-tuning iterations, "
             f"batch {t.batch_size}, CPU; E and CM with {t.backbone_optimizer} at {t.lr:g} "
-            f"(CM x{t.lr_mult_context:g}) unless a row's spec says otherwise. Calibration subtracts {rows[0]['calibration']:g} "
-            "from the seen classes' scores at test time. Training time: "
+            f"(CM x{t.lr_mult_context:g}) unless a row's spec says otherwise. Calibration "
+            f"subtracts {rows[0]['calibration']:g} from the seen classes' scores at test "
+            "time. Training time: "
             + (f"{args.jobs} runs at a time, one thread each." if args.jobs > 1
                else f"one run at a time, {threads} threads."))
     Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)

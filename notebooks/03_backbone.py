@@ -177,7 +177,10 @@ print(f"{sum(p.numel() for p in aspp.parameters()):,} parameters")
 # With $E$ and a pixel-wise classifier $C$ on top, trained with cross-entropy on the seen
 # classes (unseen pixels ignored), we have the seen-only baseline (`method="seen-only"`).
 # In the package, $C$ reads $\sigma(E(x))$, the sigmoid of the ASPP output, as it will in
-# CaGNet. Training takes a few minutes on a CPU; `fit` keeps the result in a checkpoint
+# CaGNet. The toy preset adds one thing the paper presets do not: a BatchNorm on the toy
+# backbone's output before the sigmoid (`model.feature_norm`), because a backbone trained
+# from scratch with Adam pushes most of its output into the sigmoid's flat tails, where
+# almost no gradient passes (chapter 8 measures it). Training takes a few minutes on a CPU; `fit` keeps the result in a checkpoint
 # under the cache folder and, when the checkpoint is complete, only loads and scores it.
 
 # %%

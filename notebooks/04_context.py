@@ -196,16 +196,18 @@ plt.tight_layout()
 plt.show()
 
 # %%
-spread = float(weights.std())
-print(f"spread (standard deviation) of the selector weights over pixels and scales: {spread:.4f}")
-lo, hi = float(weights.min()), float(weights.max())
-if spread < 0.01:
+per_scale = weights.mean((0, 2, 3))  # (3,): each scale's mean weight
+within = float(weights.std((0, 2, 3)).mean())  # spread over pixels, within each scale
+print("mean weight of each scale:", ", ".join(f"w{s + 1} {float(v):.2f}"
+                                             for s, v in enumerate(per_scale)))
+print(f"spread (standard deviation) over pixels, within a scale: {within:.4f}")
+between = float(per_scale.max() - per_scale.min())
+if within < 0.01 and between < 0.01:
     print("The selector is switched off on this run: every scale gets about the same weight "
           "at every pixel. Chapter 5 measures the consequence for the latent code.")
-elif spread < 0.05:
-    print(f"The selector hardly varies on this run: its weights stay within [{lo:.2f}, "
-          f"{hi:.2f}], so every pixel weighs the three scales almost alike. Chapter 5 "
-          "measures why.")
+elif within < 0.05:
+    print(f"The selector prefers some scales (its means differ by {between:.2f}) but hardly "
+          "varies from pixel to pixel: every pixel weighs the three scales about alike.")
 else:
     print("The selector weights the three context scales differently from pixel to pixel.")
 assert ((weights > 0) & (weights < 1)).all()
@@ -269,14 +271,17 @@ for name, r in by_region.items():
         print("  -> the selector's choice of scale depends on where the pixel lies")
 
 # %% [markdown]
-# The official CaGNet's selector (the trained one, `model.selector = "trained"`) weighs the
-# three scales almost alike everywhere: it hardly varies, as the spread above said. In the
-# run with live codes the selector has made a choice: $w_1 \approx 0.99$ for the 3 × 3
-# scale, $w_2$ and $w_3$ about 0.25 to 0.3 for the wider ones. But it makes the same choice
-# inside objects, at their edges and on open stuff. The regions differ by a few
-# hundredths at most, no more than pixels within one region (the printout above). On the
-# toy world a thing's own pixels carry the light of the stuff it lies on (chapter 1), so
-# the smallest scale already holds the context and one fixed choice serves every pixel. A
+# The official CaGNet's selector (the trained one, `model.selector = "trained"`) leans
+# towards the widest scale, $w_3 \approx 0.6$ against 0.3 and 0.4, and makes the same
+# choice inside objects, at their edges and on open stuff: it hardly varies from pixel to
+# pixel, as the spread above said. Its choice reaches nothing anyway: the fused map after
+# it is dead, so the codes are 0 (chapter 5). In the run with live codes the selector has
+# made a sharper choice: $w_1 \approx w_2 \approx 1$ for the 3 × 3 and 7 × 7 scales and
+# $w_3 \approx 0$ for the 17 × 17 one. But it too makes the same choice at every kind of
+# pixel; the regions differ by a few hundredths at most, no more than pixels within one
+# region (the printout above). On the toy world a thing's own pixels carry the light of the
+# stuff it lies on (chapter 1), so the small scales already hold the context and one fixed
+# choice serves every pixel. A
 # world whose context only a wide view reveals would ask more of the selector.
 
 # %% [markdown]
@@ -337,8 +342,9 @@ plt.show()
 # - The fused context becomes a Gaussian over the pixel's latent code (next chapter).
 # - The official selector has a ReLU before its sigmoid and is never trained; here it is
 #   trained by default, the official one an option (`model.selector`).
-# - In the official toy CaGNet the selector weighs the scales almost alike; with live
-#   codes (chapter 5) it prefers the smallest scale, at every kind of pixel alike.
+# - In the official toy CaGNet the selector leans a little towards the widest scale, the
+#   same at every pixel, and its codes are dead; with live codes (chapter 5) it keeps the
+#   two small scales and shuts the widest, at every kind of pixel alike.
 #
 # ## Exercises
 

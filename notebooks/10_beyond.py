@@ -213,9 +213,10 @@ for top_p in (1, 2, 3):
 
 # %% [markdown]
 # It helps when the pseudo-labels are mostly right. Whether it helps here was measured
-# with whole runs: `benchmarks/toy_results.py` trains CaGNet with `train.self_train` on,
-# whose first 2800 iterations are the plain CaGNet run of the results page, and then the
-# toy preset's self-training stage (500 iterations on pseudo-labelled batches, then 1333
+# with whole runs: `benchmarks/toy_results.py` trains CaGNet with `train.self_train` on
+# (`sgd-cagnet+st`, on the SGD backbone the toy preset used before its Adam backbone),
+# whose first 2800 iterations are the plain `sgd-cagnet` run of the results page, and then
+# the self-training stage (500 iterations on pseudo-labelled batches, then 1333
 # iterations of fine-tuning, the official schedule scaled to the toy run), and scores
 # both on the test images:
 
@@ -358,17 +359,20 @@ print(f"a pixel's right neighbour has its class: i.i.d. {same:.0%}, patches {sam
 
 # %% [markdown]
 # Both variants were trained like every other run of the results page
-# (`benchmarks/toy_results.py`): `cagnet-patch`, the official CaGNet with
-# `model.patch_size=3`, with three seeds on each of the two splits; `live-centred-patch`,
-# chapter 5's CaGNet with live codes with it, with three seeds on the default split. `cagnet-patch-iid` tells the two changes apart: it keeps the 3 × 3 view of $C$ but
+# (`benchmarks/toy_results.py`), on the SGD backbone the toy preset used before its Adam
+# backbone (the names prefixed `sgd-`): `sgd-cagnet-patch`, the official CaGNet with
+# `model.patch_size=3`, with three seeds on each of the two splits; `sgd-live-centred-patch`,
+# chapter 5's CaGNet with live codes with it, with three seeds on the default split.
+# `sgd-cagnet-patch-iid` tells the two changes apart: it keeps the 3 × 3 view of $C$ but
 # fine-tunes on i.i.d. maps, scored at every pixel (`train.patch_fakes=false`; seeds 0
 # and 1 of the default split). Each run is compared with the pixel-level run of the same
 # seed and split:
 
 # %%
 by_key = {(r["method"], r["split"], r["seed"]): r for r in runs}
-for pixel_name, patch_name in (("cagnet", "cagnet-patch"), ("live-centred", "live-centred-patch"),
-                               ("cagnet", "cagnet-patch-iid")):
+for pixel_name, patch_name in (("sgd-cagnet", "sgd-cagnet-patch"),
+                               ("sgd-live-centred", "sgd-live-centred-patch"),
+                               ("sgd-cagnet", "sgd-cagnet-patch-iid")):
     pairs = [(by_key[key], r) for r in runs if r["method"] == patch_name
              if (key := (pixel_name, r["split"], r["seed"])) in by_key]
     if not pairs:
@@ -389,7 +393,7 @@ for pixel_name, patch_name in (("cagnet", "cagnet-patch"), ("live-centred", "liv
 # - **No gain that these runs can tell from seed noise.** The patch-level CaGNet scores
 #   below the pixel-level one on the default split in all three seeds and above it on
 #   the alt split in all three; over the six runs the mean change is a little below 0,
-#   within two standard errors. With live codes (`live-centred-patch`) it is lower in all
+#   within two standard errors. With live codes (`sgd-live-centred-patch`) it is lower in all
 #   three runs. The published gain on Pascal-VOC (+3.5 hIoU) does not carry over to this
 #   world.
 # - **A classifier that reads neighbours must meet fakes with plausible neighbours.** The
