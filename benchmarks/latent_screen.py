@@ -5,8 +5,9 @@
 
 Each variant is the toy preset with a few `--set` overrides, trained for the first
 ``--iters`` iterations of the training stage only (no fine-tuning: the codes are shaped
-there) with ``cagnet train ... --resume`` in its own folder under ``--root`` (a finished
-run is only scored again), then read by `benchmarks/context_report.py`: CM's instruments
+there) with ``cagnet train ... --resume`` in its own folder under ``--root``, named after
+the variant and a hash of its whole configuration (a finished run is only scored again; a
+changed preset trains afresh), then read by `benchmarks/context_report.py`: CM's instruments
 on the test images, the linear probe on mu for the stuff a thing lies on, how much closer
 G(w, own mu) lands to the real feature than G(w, another image's mu), whether G, given a
 pixel's own code, still draws the class it is asked for (`cagnet.context_eval.class_fidelity`),
@@ -26,6 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cagnet.book import run_dir, spec_config  # noqa: E402
+from cagnet.train import config_with  # noqa: E402
 
 # name -> (what it changes, --set overrides); each adds to the previous "content" ones
 VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -53,7 +58,9 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 def run_one(name: str, root: Path, iters: int, threads: int) -> dict:
     what, sets = VARIANTS[name]
-    out = root / name
+    cfg = config_with(spec_config("cagnet:" + ";".join(sets), "default", 0),
+                      train={"iters": iters, "finetune_iters": 0})
+    out = root / f"{name}-{run_dir(cfg).name.rsplit('-', 1)[1]}"  # a changed preset: new run
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "cagnet", "train", "--preset", "toy", "--iters", str(iters),
            "--finetune-iters", "0", "--device", "cpu", "--no-progress", "--resume",

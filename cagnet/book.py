@@ -28,8 +28,10 @@ LATER_SETTINGS = {("model", "code_centring"): False, ("model", "g_code"): "z",
                   ("train", "backbone_optimizer"): "sgd", ("model", "feature_norm"): False}
 
 
-def _self_training_setting(name: str) -> bool:
-    return name.startswith("st_") or name.endswith("_st") or "_st_" in name
+# The settings only the self-training stages read (`TrainConfig`, ``train.self_train``).
+SELF_TRAINING_SETTINGS = ("st_iters", "st_finetune_iters", "lr_st", "lr_d_st", "lr_g_st",
+                          "st_decay_d", "st_decay_g", "lr_d_st_finetune", "lr_g_st_finetune",
+                          "st_finetune_decay_d", "st_finetune_decay_g")
 
 
 def _numbers_by_value(value):
@@ -41,27 +43,41 @@ def _numbers_by_value(value):
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def run_dir(cfg: Config) -> Path:
-    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``.
+def _digest(key: dict) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
-    The hash covers every setting the run reads, numbers by value (``1`` and ``1.0`` are one
-    setting). Settings a run never reads are left out, so a change to them keeps its folder:
-    the self-training settings of a run that does not self-train, and CM's learning-rate
-    multiplier for a method without CM (ZS3Net, seen-only).
-    """
+
+def _key(cfg: Config) -> dict:
     key = cfg.to_dict()
     for (section, name), old in LATER_SETTINGS.items():
         if key[section].get(name, old) == old:
             key[section].pop(name, None)
-    if not cfg.train.self_train:
-        key["train"] = {k: v for k, v in key["train"].items() if not _self_training_setting(k)}
-    if cfg.method != "cagnet":  # only CaGNet has a contextual module
-        key["train"].pop("lr_mult_context")
     if cfg.data.dataset == "toy":
         key["toy_world"] = world_constants(cfg.data)
-    key = _numbers_by_value(key)
-    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    return cache_home() / "book" / f"{cfg.name}-{cfg.method}-{digest}"
+    return key
+
+
+def run_dir(cfg: Config) -> Path:
+    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``.
+
+    The hash covers the whole configuration, numbers by value (``1`` and ``1.0`` are one
+    setting), less two kinds of settings the run never reads, so that a change to them
+    keeps its folder: the self-training settings of a run that does not self-train, and
+    CM's learning-rate multiplier for a method without CM (ZS3Net, seen-only). A folder
+    kept under the earlier hash (the whole configuration as written) is renamed to this
+    one the first time it is asked for, so an older cache keeps its runs.
+    """
+    key = _key(cfg)
+    legacy = cache_home() / "book" / f"{cfg.name}-{cfg.method}-{_digest(key)}"
+    if not cfg.train.self_train:
+        for name in SELF_TRAINING_SETTINGS:
+            key["train"].pop(name)
+    if cfg.method != "cagnet":  # only CaGNet has a contextual module
+        key["train"].pop("lr_mult_context")
+    folder = legacy.with_name(f"{cfg.name}-{cfg.method}-{_digest(_numbers_by_value(key))}")
+    if legacy.is_dir() and not folder.exists():
+        legacy.rename(folder)
+    return folder
 
 
 def spec_overrides(spec: str) -> tuple[str, dict[str, dict]]:

@@ -527,7 +527,7 @@ class Trainer:
     def set_stage(self, stage: str) -> None:
         """Enter a stage of `stage_starts`: ``"train"``; ``"finetune"`` or
         ``"self-train-finetune"`` (E and CM frozen, BatchNorm statistics fixed, fresh Adam);
-        ``"self-train"`` (E and CM learn again; fresh SGD and Adam)."""
+        ``"self-train"`` (E and CM learn again; fresh optimisers)."""
         if stage == self.stage:
             return
         tcfg = self.cfg.train

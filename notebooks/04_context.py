@@ -278,8 +278,8 @@ for name, r in by_region.items():
 # it is dead, so the codes are 0 (chapter 5). In the run with live codes the selector has
 # made a sharper choice: $w_1 \approx w_2 \approx 1$ for the 3 × 3 and 7 × 7 scales and
 # $w_3 \approx 0$ for the 17 × 17 one. But it too makes the same choice at every kind of
-# pixel; the regions differ by a few hundredths at most, no more than pixels within one
-# region (the printout above). On the toy world a thing's own pixels carry the light of the
+# pixel; the regions differ by a few hundredths at most, about as much as pixels within
+# one region (the printout above). On the toy world a thing's own pixels carry the light of the
 # stuff it lies on (chapter 1), so the small scales already hold the context and one fixed
 # choice serves every pixel. A
 # world whose context only a wide view reveals would ask more of the selector.

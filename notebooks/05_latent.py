@@ -585,7 +585,7 @@ if shown:
 #   class at a pixel, $G$ lands about 55% closer to the real feature with the pixel's own
 #   (centred) code than with another image's, and it still draws the class it is asked
 #   for (about 0.9 of the pixels), so the code carries context and the embedding carries
-#   the class. A linear probe on $\mu$ names the stuff under a thing for about 94% of thing
+#   the class. A linear probe on $\mu$ names the stuff under a thing for about 93% of thing
 #   pixels. The figure shows it for an unseen class: the fakes of the official CaGNet sit
 #   on one point whatever the context, ZS3Net's scatter over all contexts alike, and those
 #   of `live-centred` fall into the cluster of the real features of the context they were
@@ -593,9 +593,10 @@ if shown:
 # - **Codes must describe the right context.** `live-centred-shuffled` trains the same
 #   model with each pixel's code swapped for another labelled pixel's: the code then tells
 #   $G$ nothing, $G$ learns to ignore it (gain 0%, fakes at chance among the context
-#   modes), and hIoU falls well below `live-centred`'s, below the official CaGNet's and
-#   ZS3Net's too (the table before the last figure): codes that describe another pixel's
-#   context cost more than codes that describe none.
+#   modes), and hIoU falls well below `live-centred`'s (the table of variants above:
+#   0.451 against 0.512), below the official CaGNet's 0.520 and ZS3Net's 0.474 on that
+#   seed too (results page): codes that describe another pixel's context cost more than
+#   codes that describe none.
 # - **The attention does not use the code.** Replacing $z$ by 0 in the residual attention
 #   changes no `live-centred` hIoU by more than a thousandth (the results page's code table): on this
 #   world the code earns its keep through $G$ alone.
@@ -603,8 +604,9 @@ if shown:
 #   split, `live-centred` is ahead of ZS3Net in all 6 runs, by 0.065 (default) and 0.032
 #   (alt) on average, and of the official CaGNet in 4 of 6, by about two hundredths: as
 #   much as the spread between seeds of one method (the per-run differences above). The
-#   official CaGNet, whose codes are dead, leads ZS3Net too: more than half of the lead is
-#   CaGNet's generator and training, the rest is the context. Fakes that follow the
+#   official CaGNet, whose codes are dead, leads ZS3Net too: about two thirds of the lead
+#   (default split) and half (alt) is CaGNet's generator and training, the rest is the
+#   context. Fakes that follow the
 #   context buy the classifier only that much on this world: a thing's light shifts its
 #   features, but not across another class's, so a fake at the class's average already
 #   lies on the right side of most of the classifier's boundaries. A world in which one

@@ -306,13 +306,15 @@ else:
           f"{prior_rate:.0%}).")
 
 # %% [markdown]
-# The models have learnt a shortcut: colour from the pixels, shape from the stuff around
-# the thing. It holds for the *seen* things too, in every model. The seen-only model, which
-# has no generator, finds a little more of them elsewhere, but still takes most for the
-# stuff's favourite shape. So the shortcut is in the features the backbone learns, not in
-# the generator. The unseen score is made on the things that lie on their shape's favourite
-# stuff. Elsewhere every method, CaGNet with live codes included, mostly calls a red cross
-# on sand a red square.
+# The models lean on a shortcut: colour from the pixels, shape from the stuff around the
+# thing. They read some shape from the pixels too (the line above: up to about a fifth of
+# the things away from their favourite stuff are found), but most of such a thing goes to
+# the stuff's favourite shape, in every model. It holds for the *seen* things too. The
+# seen-only model, which has no generator, finds a little more of them elsewhere, but
+# still takes about half of them for the stuff's favourite shape. So the shortcut is in
+# the features the backbone learns, not in the generator. The unseen score is made mostly
+# on the things that lie on their shape's favourite stuff. Elsewhere every method, CaGNet
+# with live codes included, mostly calls a red cross on sand a red square.
 #
 # This caps what a generator can add. Fakes of a red cross on sand, however faithful to
 # their context, cannot be told from a red square on sand if the backbone gives both the
@@ -514,8 +516,8 @@ print("hIoU:", {k: round(v, 3) for k, v in hiou.items()})
 #   features. Per-context scores show that on this world they find unseen things about
 #   equally well on every stuff.
 # - Every toy model reads a thing's colour from its pixels and its shape from the stuff
-#   around it (`prior_shortcut`). Away from its shape's favourite stuff a thing is
-#   hardly found, seen or unseen, which caps what context-aware fakes can add.
+#   around it (`prior_shortcut`). Away from its shape's favourite stuff at most about a
+#   fifth of a thing is found, seen or unseen, which caps what context-aware fakes can add.
 # - The official feature is a sigmoid of E's output. An Adam backbone trained from scratch
 #   drives most of that output into the sigmoid's flat tails (`feature_saturation`);
 #   `model.feature_norm` keeps it in the steep middle. With it (the toy preset: an Adam

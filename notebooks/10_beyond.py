@@ -264,7 +264,7 @@ if pairs:
     compare(pairs, "self-training")
 else:
     print("no self-training runs in book/results_toy.json: run benchmarks/toy_results.py "
-          "with --methods 'cagnet,cagnet+st=cagnet:train.self_train=true'")
+          "with the results page's command (its sgd-cagnet+st rows)")
 
 # %% [markdown]
 # On the toy world, over three seeds per split, self-training raised hIoU in 5 of the 6

@@ -57,7 +57,7 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
     import hashlib
     import json
 
-    from cagnet.book import LATER_SETTINGS
+    from cagnet.book import LATER_SETTINGS, SELF_TRAINING_SETTINGS
     from cagnet.data.toy import world_constants
 
     old_values: dict[str, dict] = {}
@@ -67,14 +67,35 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
     key = cfg.to_dict()
     for section, name in LATER_SETTINGS:
         del key[section][name]  # a configuration written before the setting existed
-    key["train"] = {k: v for k, v in key["train"].items()  # not read without self-training
-                    if not (k.startswith("st_") or "_st" in k)}
     key["toy_world"] = world_constants()
+    legacy = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    for name in SELF_TRAINING_SETTINGS:  # not read without self-training
+        del key["train"][name]
     key = json.loads(json.dumps(key), parse_int=float)  # numbers by value
     old = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     assert run_dir(cfg).name.endswith(old)
+    assert legacy != old
     centred = cfg.replace(model=dataclasses.replace(cfg.model, code_centring=True))
     assert run_dir(centred) != run_dir(cfg)  # a new value is a new run
+
+
+def test_a_folder_kept_under_the_earlier_hash_is_adopted_not_retrained():
+    import hashlib
+    import json
+
+    from cagnet.book import _key
+
+    cfg = _tiny().replace(method="zs3net")
+    earlier = run_dir(cfg).with_name(  # the hash of the whole configuration as written
+        "toy-zs3net-" + hashlib.sha1(json.dumps(_key(cfg), sort_keys=True).encode())
+        .hexdigest()[:10])
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.json").write_text("{}")
+    folder = run_dir(cfg)
+    assert folder != earlier and not earlier.exists()
+    assert (folder / "metrics.json").read_text() == "{}"  # the kept run, under the new name
+    earlier.mkdir()  # a second copy does not overwrite the adopted run
+    assert run_dir(cfg) == folder and earlier.exists()
 
 
 def test_a_number_is_one_setting_whether_written_as_int_or_float():
