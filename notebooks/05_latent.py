@@ -277,7 +277,7 @@ print(format_health(code_health(model, x, y)))
 # %% [markdown]
 # What kills the codes on the toy world was found by changing one thing at a time and
 # reading these instruments (seed 0, default split, 250 to 800 training iterations,
-# Kaiming-initialised heads):
+# Kaiming-initialised heads, on the SGD backbone the toy preset used then):
 #
 # - **CM's learning rate.** With the official SGD the toy trunk trained from scratch at
 #   $3 \cdot 10^{-2}$; with the paper's multiplier ×5, CM got 0.15 with momentum on
@@ -409,18 +409,22 @@ if family:
 # %% [markdown]
 # What the two outputs above say (seed 0; the results page has every run):
 #
-# - **In the screen**, only two settings make codes that $G$ uses: every loss of $G$
+# - **In the screen**, three settings make codes that $G$ uses: every loss of $G$
 #   reaching CM and $E$ (`all`), which cost the backbone most of its seen mIoU, and the
-#   content loss alone reaching CM with no KL term (`content-l2-sigma-kl0`), which left
+#   content loss alone reaching CM with a KL weight of 1 (`content-l2-sigma-kl1`, $G$ 11%
+#   closer with its own code) or none (`content-l2-sigma-kl0`, 75% closer), both with
 #   segmentation intact. With MMD as the content loss, the gradient through $z$ was large
-#   and noisy and segmentation suffered; with L2 and any KL weight from 1 up, the KL still
-#   won. The probe column shows the other half of the story: even a collapsed $\mu$
-#   names the stuff under a thing far above chance. Context is in the codes; what is
-#   missing is a reason for $G$ to read it.
-# - **In whole runs** (on the SGD backbone), the first live codes did not transfer. With its
-#   own code, $G$ of the KL-free variant (`sgd-live-kl0`) mostly draws *the pixel's class*, whatever class it is asked for: the
-#   code has learnt the class, not only the context, and overrides the embedding. Unseen
-#   fakes then look like seen classes, and unseen mIoU falls to a few hundredths. An
+#   and noisy and segmentation suffered; with L2 and a KL weight of 10 or 100, the KL still
+#   won. The probe column shows the other half of the story. A dead code names nothing
+#   (the official run's probe is at chance), but a code that is merely small, such as
+#   `content-l2-sigma-kl10`'s ($\mu$ spread 0.025), already names the stuff under a thing
+#   for most thing pixels. Context is then in the codes; what is missing is a reason for
+#   $G$ to read it. And where $G$ reads them, its own code makes it draw the pixel's class
+#   rather than the asked one (the last two columns): the codes have learnt the class.
+# - **In whole runs** (on the SGD backbone), the first live codes did not transfer. With
+#   its own code, $G$ of the KL-free variant (`sgd-live-kl0`) mostly draws *the pixel's
+#   class*, whatever class it is asked for: the code has learnt the class, not only the
+#   context, and overrides the embedding. Unseen fakes then look like seen classes, and unseen mIoU falls to a few hundredths. An
 #   adversary that keeps the class out of $\mu$ (`loss.w_code_adv`) gives the embedding
 #   back its say, and $G$ ignores the code once more.
 #
