@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cagnet.book import run_dir, spec_config  # noqa: E402
+from cagnet.book import config_digest, spec_config  # noqa: E402
 from cagnet.train import config_with  # noqa: E402
 
 # name -> (what it changes, --set overrides); each adds to the previous "content" ones
@@ -60,7 +60,7 @@ def run_one(name: str, root: Path, iters: int, threads: int) -> dict:
     what, sets = VARIANTS[name]
     cfg = config_with(spec_config("cagnet:" + ";".join(sets), "default", 0),
                       train={"iters": iters, "finetune_iters": 0})
-    out = root / f"{name}-{run_dir(cfg).name.rsplit('-', 1)[1]}"  # a changed preset: new run
+    out = root / f"{name}-{config_digest(cfg)}"  # a changed preset: a new run
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
     cmd = [sys.executable, "-m", "cagnet", "train", "--preset", "toy", "--iters", str(iters),
            "--finetune-iters", "0", "--device", "cpu", "--no-progress", "--resume",

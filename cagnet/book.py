@@ -57,24 +57,32 @@ def _key(cfg: Config) -> dict:
     return key
 
 
-def run_dir(cfg: Config) -> Path:
-    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``.
+def config_digest(cfg: Config) -> str:
+    """The 10-hex-digit hash that names the run of ``cfg`` (`run_dir`).
 
-    The hash covers the whole configuration, numbers by value (``1`` and ``1.0`` are one
+    It covers the whole configuration, numbers by value (``1`` and ``1.0`` are one
     setting), less two kinds of settings the run never reads, so that a change to them
     keeps its folder: the self-training settings of a run that does not self-train, and
-    CM's learning-rate multiplier for a method without CM (ZS3Net, seen-only). A folder
-    kept under the earlier hash (the whole configuration as written) is renamed to this
-    one the first time it is asked for, so an older cache keeps its runs.
+    CM's learning-rate multiplier for a method without CM (ZS3Net, seen-only).
     """
     key = _key(cfg)
-    legacy = cache_home() / "book" / f"{cfg.name}-{cfg.method}-{_digest(key)}"
     if not cfg.train.self_train:
         for name in SELF_TRAINING_SETTINGS:
             key["train"].pop(name)
     if cfg.method != "cagnet":  # only CaGNet has a contextual module
         key["train"].pop("lr_mult_context")
-    folder = legacy.with_name(f"{cfg.name}-{cfg.method}-{_digest(_numbers_by_value(key))}")
+    return _digest(_numbers_by_value(key))
+
+
+def run_dir(cfg: Config) -> Path:
+    """Where `toy_run` keeps the run of ``cfg``: ``<cache>/book/<preset>-<method>-<hash>``,
+    the hash being `config_digest`. A folder kept under the earlier hash (the whole
+    configuration as written) is renamed to this one the first time it is asked for, so an
+    older cache keeps its runs.
+    """
+    book = cache_home() / "book"
+    folder = book / f"{cfg.name}-{cfg.method}-{config_digest(cfg)}"
+    legacy = book / f"{cfg.name}-{cfg.method}-{_digest(_key(cfg))}"
     if legacy.is_dir() and not folder.exists():
         legacy.rename(folder)
     return folder

@@ -80,15 +80,11 @@ def test_settings_added_later_keep_earlier_runs_folders_at_their_old_value():
 
 
 def test_a_folder_kept_under_the_earlier_hash_is_adopted_not_retrained():
-    import hashlib
-    import json
-
-    from cagnet.book import _key
+    from cagnet.book import _digest, _key
 
     cfg = _tiny().replace(method="zs3net")
-    earlier = run_dir(cfg).with_name(  # the hash of the whole configuration as written
-        "toy-zs3net-" + hashlib.sha1(json.dumps(_key(cfg), sort_keys=True).encode())
-        .hexdigest()[:10])
+    # the hash of the whole configuration as written
+    earlier = run_dir(cfg).with_name("toy-zs3net-" + _digest(_key(cfg)))
     earlier.mkdir(parents=True)
     (earlier / "metrics.json").write_text("{}")
     folder = run_dir(cfg)
