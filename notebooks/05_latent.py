@@ -368,10 +368,11 @@ else:
 # %%
 runs = (book_results("results_toy") or {}).get("runs", [])
 # CaGNet's variants on the preset's backbone and on the SGD backbone (`sgd-`); the other
-# backbones and worlds are chapter 8's, self-training and patches chapter 10's
+# backbones and worlds are chapter 8's, self-training and patches chapter 10's, the
+# 16-image preset's rows (`b16-`, `cm`) the results page's
 family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
           and not r["method"].startswith(("adam-", "flat-", "sgd-norm-", "sgd-flat-",
-                                          "sgd-shift-", "cm1-"))
+                                          "sgd-shift-", "cm", "b16-"))
           and "self_train" not in r["spec"] and "patch_size" not in r["spec"]
           and "train.iters" not in r["spec"]  # shortened schedules: results page
           and (r["split"], r["seed"]) == ("default", 0)  # every run: the results page

@@ -337,7 +337,8 @@ from cagnet.book import book_results  # noqa: E402
 page = [r for r in (book_results("results_toy") or {}).get("runs", [])
         if r["split"] == "default"]
 worlds = {"the book's world (preset)": ("zs3net", "live-centred"),
-          "preset, CM x0.05": ("zs3net", "cm0.05-live-centred"),
+          "preset, batch 16": ("b16-zs3net", "b16-live-centred"),
+          "batch 16, CM x0.05": ("b16-zs3net", "cm0.05-live-centred"),
           "SGD": ("sgd-zs3net", "sgd-live-centred"),
           "SGD, no prior": ("sgd-flat-zs3net", "sgd-flat-live-centred"),
           "SGD, paint shift": ("sgd-shift-zs3net", "sgd-shift-live-centred"),

@@ -19,7 +19,7 @@ from cagnet.models import (
     build_backbone,
 )
 from cagnet.models.backbone import max_over_scales
-from cagnet.models.dropout import Dropout
+from cagnet.models.dropout import Dropout, keep_mask
 
 K_TOY = 6
 
@@ -155,6 +155,18 @@ def test_dropout_matches_torch_in_distribution(p):
     drop.eval()
     assert torch.equal(drop(x), x)
     assert torch.equal(Dropout(0.0)(x), x) and torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
+
+
+def test_keep_mask_draws_each_16_bit_field_at_the_rate():
+    # four mask elements share one 64-bit draw: each position of the four keeps at 1 - p,
+    # including the one that holds the draw's top bit (always 0 in [0, 2^63))
+    torch.manual_seed(0)
+    for p in (0.1, 0.2, 0.5):
+        m = keep_mask(torch.zeros(4 * 250_000 + 3), p)  # an odd length: the last draw is cut
+        assert set(m.unique().tolist()) == {0.0, 1.0}
+        rates = [1 - m[i::4].mean().item() for i in range(4)]
+        assert all(abs(r - p) < 0.004 for r in rates), (p, rates)  # std of a rate < 0.001
+    assert keep_mask(torch.zeros(3, 5, 7), 0.2).shape == (3, 5, 7)
 
 
 def test_embed_labels():
