@@ -368,9 +368,10 @@ def _toy() -> Config:
             multiscale=(1.0,),
             # CM's dilated convs 16 wide (voc12.yaml: 256 of 600 channels): CM ran twice in a
             # live-codes step (`StepLosses.cm_only`) and its 64-wide convs were a third of it;
-            # 16 wide, with the MMD at 128 pixels and batch 12, a step takes ~105 ms instead
-            # of ~150 ms on 2 cores (benchmarks/step_time.py), so one whole toy command fits
-            # in 240 s (results page: the codes stay alive, the leads hold)
+            # 16 wide, with the MMD at 128 pixels and batch 12, a step took ~105 ms instead
+            # of ~150 ms on 2 cores (benchmarks/step_time.py), and one whole toy command
+            # 171-228 s (results page: the codes stay alive; hIoU 0.01-0.05 lower, the
+            # live codes' lead over ZS3Net +0.047 and +0.028 instead of +0.065 and +0.032)
             context_hidden=16,
             generator_hidden=(128, 128),  # two hidden layers instead of five: 64-d features
             generator_dropout=(0.2,),  # one rate for every layer
