@@ -180,7 +180,8 @@ print(f"{sum(p.numel() for p in aspp.parameters()):,} parameters")
 # CaGNet. The toy preset adds one thing the paper presets do not: a BatchNorm on the toy
 # backbone's output before the sigmoid (`model.feature_norm`), because a backbone trained
 # from scratch with Adam pushes most of its output into the sigmoid's flat tails, where
-# almost no gradient passes (chapter 8 measures it). Training takes a few minutes on a CPU; `fit` keeps the result in a checkpoint
+# almost no gradient passes (63–71% of it lies beyond ±4 in the results page's `adam-` rows,
+# against 1% to 2% with the BatchNorm in chapter 8). Training takes a few minutes on a CPU; `fit` keeps the result in a checkpoint
 # under the cache folder and, when the checkpoint is complete, only loads and scores it.
 
 # %%
@@ -197,9 +198,11 @@ plt.title("Seen-only: IoU per class on the test set (orange: unseen)")
 plt.show()
 
 # %% [markdown]
-# The seen classes are segmented well; every unseen class has IoU 0. The model does find
-# the unseen *objects* — their pixels are not background — but calls them by the nearest
-# seen class, most often a seen thing of the same colour or shape:
+# Most pixels are labelled right (pixel accuracy 0.909) and the seen classes reach a mIoU
+# of 0.559; every unseen class has IoU 0. The model mostly does find the unseen *objects* —
+# in the four images below, 815 of their 976 pixels go to a seen thing and 161 to the
+# stuff — but calls them by the nearest seen class, most often a seen thing of the same
+# colour or shape:
 
 # %%
 test_set = build_dataset(cfg.data, "test")

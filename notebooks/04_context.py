@@ -271,17 +271,18 @@ for name, r in by_region.items():
         print("  -> the selector's choice of scale depends on where the pixel lies")
 
 # %% [markdown]
-# The official CaGNet's selector (the trained one, `model.selector = "trained"`) leans
-# towards the widest scale, $w_3 \approx 0.6$ against 0.3 and 0.4, and makes the same
-# choice inside objects, at their edges and on open stuff: it hardly varies from pixel to
-# pixel, as the spread above said. Its choice reaches nothing anyway: the fused map after
-# it is dead, so the codes are 0 (chapter 5). In the run with live codes the selector has
-# made a sharper choice: $w_1 \approx w_2 \approx 1$ for the 3 × 3 and 7 × 7 scales and
-# $w_3 \approx 0$ for the 17 × 17 one. But it too makes the same choice at every kind of
-# pixel; the regions differ by a few hundredths at most, about as much as pixels within
-# one region (the printout above). On the toy world a thing's own pixels carry the light of the
-# stuff it lies on (chapter 1), so the small scales already hold the context and one fixed
-# choice serves every pixel. A
+# The official CaGNet's selector (the trained one, `model.selector = "trained"`) chooses
+# nothing: it gives each scale 0.50 inside objects, at their edges and on open stuff, with
+# no spread over pixels (0.000 above), the $\sigma(0) = 0.5$ of a switched-off selector.
+# The maps it reads are dead (chapter 5: no active units in $m_1$ and $m_2$, 2% in $m_3$),
+# and a bias-free convolution of zeros is 0. Its weights would reach nothing anyway: the
+# fused map after it is dead too, so the codes are 0 (chapter 5). In the run with live
+# codes the selector has made a sharp choice: $w_1 \approx 1$ for the 3 × 3 scale, and
+# $w_2$ and $w_3$ at most 0.10 for the 7 × 7 and 17 × 17 ones. But it too makes the same
+# choice at every kind of pixel; the regions differ by 0.037 at most, about as much as
+# pixels within one region (sd 0.041, the printout above). On the toy world a thing's own
+# pixels carry the light of the stuff it lies on (chapter 1), so the smallest scale
+# already holds the context and one fixed choice serves every pixel. A
 # world whose context only a wide view reveals would ask more of the selector.
 
 # %% [markdown]
@@ -342,9 +343,10 @@ plt.show()
 # - The fused context becomes a Gaussian over the pixel's latent code (next chapter).
 # - The official selector has a ReLU before its sigmoid and is never trained; here it is
 #   trained by default, the official one an option (`model.selector`).
-# - In the official toy CaGNet the selector leans a little towards the widest scale, the
-#   same at every pixel, and its codes are dead; with live codes (chapter 5) it keeps the
-#   two small scales and shuts the widest, at every kind of pixel alike.
+# - In the official toy CaGNet the maps the selector reads are dead, so it gives every
+#   scale 0.5 at every pixel, and its codes are dead too; with live codes (chapter 5) it
+#   keeps the smallest scale and all but shuts the two wider ones, at every kind of pixel
+#   alike.
 #
 # ## Exercises
 

@@ -298,6 +298,18 @@ def test_receptive_fields_by_hand():
     assert receptive_fields(net) == [("0", 3, 1), ("1", 5, 2), ("2", 13, 2), ("3", 17, 4)]
 
 
+def test_receptive_fields_of_the_toy_trunk_return_to_the_fine_stride_after_the_merge():
+    from cagnet.models.backbone import ToyTrunk, receptive_fields
+
+    rows = receptive_fields(ToyTrunk(width=8, stride=2, refine=1))
+    # fine: 3x3 s2 -> 3 (jump 2), 3x3 -> 3 + 2*2 = 7; coarse: 3x3 s2 -> 7 + 2*2 = 11 (jump
+    # 4), dilations 1, 2, 4 -> 11 + 8 = 19, 19 + 16 = 35, 35 + 32 = 67; refine at jump 2
+    # (the merged map is the fine one): 67 + 2*2 = 71
+    assert [(rf, j) for _, rf, j in rows] == [(3, 2), (7, 2), (11, 4), (19, 4), (35, 4),
+                                             (67, 4), (71, 2)]
+    assert rows[-1][0] == "refine.0"
+
+
 def test_segmentation_ce_upsampled_logits_score_below_the_stride():
     # a 2x2 logit map whose boundary falls between label pixels: nearest-resized labels
     # cannot see the difference, upsampled logits can

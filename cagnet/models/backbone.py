@@ -247,6 +247,14 @@ class ToyTrunk(nn.Module):
         )
         return self.refine(merged)
 
+    def receptive_fields(self) -> list[tuple[str, int, int]]:
+        """`receptive_fields` of the two paths: the coarse path continues the fine one; the
+        ``refine`` blocks read the merged map, the coarse path's field at the fine jump."""
+        fine = receptive_fields(self.fine, prefix="fine.")
+        coarse = receptive_fields(self.coarse, *fine[-1][1:], prefix="coarse.")
+        return fine + coarse + receptive_fields(self.refine, coarse[-1][1], fine[-1][2],
+                                                prefix="refine.")
+
 
 class ToyBackbone(SegmentationBackbone):
     """A small CNN for 64x64 toy images with the same interface as `DeepLabV2`.
@@ -286,14 +294,19 @@ class ToyBackbone(SegmentationBackbone):
         return groups
 
 
-def receptive_fields(net: nn.Module) -> list[tuple[str, int, int]]:
+def receptive_fields(net: nn.Module, rf: int = 1, jump: int = 1,
+                     prefix: str = "") -> list[tuple[str, int, int]]:
     """``(layer name, receptive field in px, jump)`` after every conv / max-pool of ``net``.
 
     Walks the layers in registration order (a chain, as in a ResNet trunk): a ``k x k``
     layer with dilation ``r`` adds ``(k - 1) r J`` pixels, where the jump ``J`` is the
     product of the strides before it. ResNet's 1x1 ``downsample`` shortcuts are skipped.
+    ``rf`` and ``jump`` are those of the input (1 and 1 for an image). A module that is
+    not a chain (`ToyTrunk`) walks its own paths.
     """
-    rf, jump, rows = 1, 1, []
+    if isinstance(net, ToyTrunk):
+        return net.receptive_fields()
+    rows = []
     for name, m in net.named_modules():
         if "downsample" in name or not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
             continue
@@ -301,7 +314,7 @@ def receptive_fields(net: nn.Module) -> list[tuple[str, int, int]]:
         k, s, d = (int(v[0] if isinstance(v, tuple) else v) for v in (k, s, d))
         rf += (k - 1) * d * jump
         jump *= s
-        rows.append((name, rf, jump))
+        rows.append((prefix + name, rf, jump))
     return rows
 
 
