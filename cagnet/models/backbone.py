@@ -302,10 +302,10 @@ def receptive_fields(net: nn.Module, rf: int = 1, jump: int = 1,
     layer with dilation ``r`` adds ``(k - 1) r J`` pixels, where the jump ``J`` is the
     product of the strides before it. ResNet's 1x1 ``downsample`` shortcuts are skipped.
     ``rf`` and ``jump`` are those of the input (1 and 1 for an image). A module that is
-    not a chain (`ToyTrunk`) walks its own paths.
+    not a chain (`ToyTrunk`) walks its own paths in its ``receptive_fields`` method.
     """
-    if isinstance(net, ToyTrunk):
-        return net.receptive_fields()
+    if callable(own := getattr(net, "receptive_fields", None)):
+        return own()
     rows = []
     for name, m in net.named_modules():
         if "downsample" in name or not isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
