@@ -84,7 +84,10 @@ print("unseen:", classes.unseen_names())
 # water, pale on snow. A red circle in water is purple, on snow pink. One class's pixels
 # therefore form several *context modes*, and a generator that does not know the
 # context of the feature it should produce can only aim at their average. Chapters 4 to 6
-# ask whether CaGNet's contextual code tells the generator which mode to produce.
+# ask whether CaGNet's contextual code tells the generator which mode to produce. (Even
+# without the light, `data.toy_lighting=0`, a thing's *features* carry its context, since
+# the backbone sees the stuff around it; chapter 8 and the results page compare the two
+# worlds.)
 #
 # The same prior that makes context informative also offers a shortcut. A model can guess
 # the shape from the stuff and be right seven times in ten without looking at the

@@ -69,7 +69,7 @@ plt.show()
 #
 # The toy world comes with two small word-vector tables, `toy-a` and `toy-b` (32-d
 # each), built to behave like real ones: colours near colours, shapes near shapes,
-# "grass" a little near "green", "orange" between "red" and "yellow". The two tables agree
+# stuff near stuff ("grass" near "sand" and "ice"), "orange" near "red" and "yellow". The two tables agree
 # on meaning but not on coordinates, as fastText and word2vec do. They are written in the
 # word2vec text format and read back with gensim's `KeyedVectors`, the same path the real
 # vectors take.
@@ -153,8 +153,9 @@ for u in classes.unseen:
 
 # %% [markdown]
 # A 2-D projection (PCA) of the 20 embeddings shows the structure the generator will
-# exploit: things of one colour or one shape form neighbourhoods, and every unseen class
-# lands among seen classes that share its words.
+# exploit: things of one colour or one shape form neighbourhoods. Each unseen class's
+# nearest seen classes (the printout above) share one of its words, most often the shape:
+# yellow circle's three nearest are two circles and a blue triangle, none of them yellow.
 
 # %%
 x = torch.from_numpy(emb - emb.mean(0))

@@ -105,9 +105,10 @@ with torch.device("meta"):
     x = torch.empty(1, 3, 368, 368)
     print("input         ", tuple(x.shape))
     h = x
-    for name, block in deeplab.trunk.named_children():
+    stages = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    for name, block in zip(stages, deeplab.trunk, strict=True):  # ResNet's names
         h = block(h)
-        if name.startswith("layer"):
+        if name.startswith(("maxpool", "layer")):
             print(f"{name:14s}", tuple(h.shape))
     print("ASPP -> E(x)  ", tuple(deeplab.aspp(h).shape), "output stride", deeplab.output_stride)
 print({k: f"{v:,}" for k, v in count_parameters(get_preset("voc")).items()})
@@ -151,7 +152,8 @@ c = out.shape[-1] // 2
 out[0, :, c, c].sum().backward()
 erf = x.grad[0].abs().sum(0)
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-axes[0].imshow(erf, cmap="magma")
+im = axes[0].imshow(erf, cmap="magma")
+fig.colorbar(im, ax=axes[0], label="|gradient|, summed over RGB")
 axes[0].set_title(f"|∂E(x)[{c},{c}] / ∂x| (untrained)")
 axes[1].plot(erf.sum(0) / erf.sum(0).max(), label="column profile")
 axes[1].set(xlabel="input column", ylabel="relative gradient",

@@ -277,7 +277,8 @@ for name, r in by_region.items():
 # The maps it reads are dead (chapter 5: no active units in $m_1$ and $m_2$, 2% in $m_3$),
 # and a bias-free convolution of zeros is 0. Its weights would reach nothing anyway: the
 # fused map after it is dead too, so the codes are 0 (chapter 5). In the run with live
-# codes the selector has made a sharp choice: $w_1 \approx 1$ for the 3 × 3 scale, and
+# codes (shown above when the results page's command has trained it) the selector has
+# made a sharp choice: $w_1 \approx 1$ for the 3 × 3 scale, and
 # $w_2$ and $w_3$ at most 0.10 for the 7 × 7 and 17 × 17 ones. But it too makes the same
 # choice at every kind of pixel; the regions differ by 0.037 at most, about as much as
 # pixels within one region (sd 0.041, the printout above). On the toy world a thing's own
@@ -288,17 +289,20 @@ for name, r in by_region.items():
 # %% [markdown]
 # **Explore.** Pick a test image and a pixel, and see what CM does there: the three
 # selector weights and the pixel's code $\mu$ (its first 16 channels). The slider needs a
-# running kernel; the static figure below shows three pixels of the first image: inside
-# a thing, on its edge and on open stuff.
+# running kernel; the static figure below shows three pixels of the first image of the
+# official CaGNet: inside a thing, two cells to its left (near its edge) and on open
+# stuff. Its $\mu$ panels are empty: this model's $\mu$ is 0 at every pixel (chapter 5).
+# With a kernel, `inspect_pixel` also takes the live-codes model (`net=live.model`).
 
 # %%
 import ipywidgets as widgets  # noqa: E402
 
 
-def inspect_pixel(image=0, row=8, col=8, axes=None):
+def inspect_pixel(image=0, row=8, col=8, axes=None, net=None):
+    net = net if net is not None else model
     x1 = test_set[image][0][None]
     with torch.no_grad():
-        c1 = model.context(model.backbone(x1))
+        c1 = net.context(net.backbone(x1))
     axes = axes if axes is not None else plt.subplots(1, 3, figsize=(11, 3))[1]
     axes[0].imshow(test_set.images[image].permute(1, 2, 0))
     stride = x1.shape[-1] // c1.mu.shape[-1]

@@ -407,7 +407,8 @@ for pixel_name, patch_name in (("sgd-cagnet", "sgd-cagnet-patch"),
 # - **Why the toy world gains nothing from the wider view**: the toy features already
 #   carry a context 17 feature cells wide through CM (chapter 4), and a toy object spans only
 #   4 to 7 feature cells, so a 3 × 3 view straddles an object's border over much of its
-#   area. VOC's objects span many more cells of their 48 × 48 feature maps, and there a
+#   area. VOC's objects span many more cells of their 46 × 46 feature maps (48 × 48 at
+#   CaGNetv2's crop of 376), and there a
 #   patch is mostly one object. This is a reading of the measurements, not a measurement.
 
 # %% [markdown]
