@@ -86,8 +86,8 @@ DEVIATIONS = (
         "a toy backbone trained from scratch can push its output into the sigmoid's flat "
         "tails, which pass almost no gradient back to it",
         "toy world, default split (results page): ZS3Net's hIoU 0.437 -> 0.462 and "
-        "sgd-live-centred's 0.469 -> 0.484 (`sgd-norm-` rows, 3 seeds); with an Adam backbone 63-71% "
-        "of the output lies beyond ±4 without it, about 1% with it (chapter 8)"),
+        "sgd-live-centred's 0.469 -> 0.484 (`sgd-norm-` rows, 3 seeds); with an Adam "
+        "backbone 63-71% of the output lies beyond ±4 without it, about 1% with it (chapter 8)"),
     Deviation(
         "Backbone optimiser (`train.backbone_optimizer`, toy preset only)",
         "SGD with momentum 0.9 and weight decay 5e-4 for E and CM (voc12.yaml back_opt: "
