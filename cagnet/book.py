@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from cagnet.config import Config, get_preset
@@ -150,3 +151,18 @@ def book_results(name: str) -> dict | list | None:
     `benchmarks/latent_screen.py`), or None outside a checkout of the repository."""
     path = Path(__file__).resolve().parents[1] / "book" / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def pooled_results() -> list[dict]:
+    """The rows of the results page's toy table (``book/results_toy.json``), with the rows
+    of a variant's extra seeds, run under the variant's name plus ``-seedsA-B``
+    (``live-centred-seeds3-5``), counted as that variant's; [] outside a checkout."""
+    rows = (book_results("results_toy") or {}).get("runs", [])
+    return [{**r, "method": re.sub(r"-seeds\d+-\d+$", "", r["method"])} for r in rows]
+
+
+def paired_leads(rows: list[dict], name: str, rival: str) -> list[tuple[str, int, float]]:
+    """(split, seed, hIoU of ``name`` minus ``rival``) for every split and seed both ran."""
+    theirs = {(r["split"], r["seed"]): r["hiou"] for r in rows if r["method"] == rival}
+    return [(r["split"], r["seed"], r["hiou"] - theirs[r["split"], r["seed"]])
+            for r in rows if r["method"] == name and (r["split"], r["seed"]) in theirs]

@@ -377,9 +377,9 @@ runs = (book_results("results_toy") or {}).get("runs", [])
 # backbones and worlds are chapter 8's, self-training and patches chapter 10's, the
 # 16-image preset's rows (`b16-`, `cm`) the results page's
 family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
-          and not r["method"].startswith(("adam-", "flat-", "unlit-", "half-light-", "sgd-norm-",
-                                          "sgd-flat-",
-                                          "sgd-shift-", "cm", "b16-"))
+          and not r["method"].startswith(("adam-", "flat-", "unlit-", "half-light-",
+                                          "sgd-norm-", "sgd-flat-", "sgd-shift-", "cm",
+                                          "b16-"))
           and "self_train" not in r["spec"] and "patch_size" not in r["spec"]
           and "train.iters" not in r["spec"]  # shortened schedules: results page
           and (r["split"], r["seed"]) == ("default", 0)  # every run: the results page
@@ -467,8 +467,9 @@ if family:
 # that was run (seeds 0–5 for `live-centred` and ZS3Net, 0–2 for the official CaGNet):
 
 # %%
-# the results page ran seeds 3-5 of two of them under their own names: pool them
-pooled = [{**r, "method": r["method"].removesuffix("-seeds3-5")} for r in runs]
+from cagnet.book import paired_leads, pooled_results  # noqa: E402
+
+pooled = pooled_results()  # seeds 3-5 of two of them ran under their own names
 
 
 def seed_stats(name: str, split: str, key: str) -> tuple[float, float, int]:
@@ -499,10 +500,7 @@ if splits_run:
     plt.tight_layout()
     plt.show()
     for rival in ("cagnet", "zs3net"):
-        wins = [(c["split"], c["seed"], c["hiou"] - z["hiou"])
-                for c in pooled if c["method"] == "live-centred"
-                for z in pooled if z["method"] == rival
-                and (z["split"], z["seed"]) == (c["split"], c["seed"])]
+        wins = paired_leads(pooled, "live-centred", rival)
         ahead = sum(d > 0 for *_, d in wins)
         by_split = "; ".join(f"{sp} {np.mean([d for s_, _, d in wins if s_ == sp]):+.3f}"
                              for sp in splits_run)

@@ -341,11 +341,9 @@ else:
 # %%
 import statistics  # noqa: E402
 
-from cagnet.book import book_results  # noqa: E402
+from cagnet.book import paired_leads, pooled_results  # noqa: E402
 
-# seeds 3-5 of the preset's two rows ran under their own names: pool them
-every_run = [{**r, "method": r["method"].removesuffix("-seeds3-5")}
-             for r in (book_results("results_toy") or {}).get("runs", [])]
+every_run = pooled_results()  # seeds 3-5 of the preset's two rows ran under their own names
 page = [r for r in every_run if r["split"] == "default"]
 worlds = {"the book's world (preset)": ("zs3net", "live-centred"),
           "preset, no light": ("unlit-zs3net", "unlit-live-centred"),
@@ -380,16 +378,14 @@ if len(world_means) == 2 * len(worlds):
 for world, (rival, name) in (("The preset", ("zs3net", "live-centred")),
                              ("The preset", ("zs3net", "cagnet")),
                              ("No light", ("unlit-zs3net", "unlit-live-centred"))):
-    zs3 = {(r["split"], r["seed"]): r["hiou"] for r in every_run if r["method"] == rival}
-    leads = [(r["split"], r["hiou"] - zs3[r["split"], r["seed"]]) for r in every_run
-             if r["method"] == name and (r["split"], r["seed"]) in zs3]
+    leads = paired_leads(every_run, name, rival)
     if leads:
         per_split = "; ".join(
-            f"{sp} {statistics.mean(g for s_, g in leads if s_ == sp):+.3f}"
-            for sp in sorted({s_ for s_, _ in leads}))
+            f"{sp} {statistics.mean(g for s_, _, g in leads if s_ == sp):+.3f}"
+            for sp in sorted({s_ for s_, _, _ in leads}))
         print(f"{world}, every run of both splits: hIoU of {name} minus {rival} "
-              f"{', '.join(f'{g:+.3f}' for _, g in leads)}; mean {per_split}; "
-              f"ahead in {sum(g > 0 for _, g in leads)} of {len(leads)}.")
+              f"{', '.join(f'{g:+.3f}' for _, _, g in leads)}; mean {per_split}; "
+              f"ahead in {sum(g > 0 for *_, g in leads)} of {len(leads)}.")
 
 # %% [markdown]
 # Without the light both methods score higher, and the live codes lead ZS3Net by more
@@ -402,8 +398,8 @@ for world, (rival, name) in (("The preset", ("zs3net", "live-centred")),
 # nothing over ZS3Net, whose generator knows no context. An Adam backbone without the
 # normalisation below helps in neither world; with CM at Adam's full rate the live codes'
 # σ runs away (results page). The gaps printed above are means over six seeds for the
-# preset's rows, three for the world without light, the 16-image rows, the SGD world, the paint shift and the normalised SGD
-# rows, and single seeds for the rest. Single runs vary by two to four hundredths of hIoU
+# preset's rows, three for the world without light, the 16-image rows, the SGD world, the
+# paint shift and the normalised SGD rows, and single seeds for the rest. Single runs vary by two to four hundredths of hIoU
 # between seeds (results page), so a gap of a few hundredths from one seed is not a
 # difference.
 #
@@ -465,8 +461,8 @@ print(line + ".")
 # the table). Part of that lead is not the context's: the official CaGNet on the same
 # backbone, whose codes are dead, leads ZS3Net too (seeds 0–2), in 5 of 6 runs and by
 # +0.026 on each split. The live codes lead the official CaGNet in 5 of those 6 runs, by
-# +0.021 on the default split and +0.002 on alt (results page). Without the prior the normalised models still find few
-# shapes, so the sigmoid is one cause of the slow shape learning, not the only one.
+# +0.021 on the default split and +0.002 on alt (results page). Without the prior the
+# normalised models still find few shapes, so the sigmoid is one cause of the slow shape learning, not the only one.
 #
 # The toy numbers are a small-scale picture; the [results page](../book/results.md) puts
 # them beside the paper's Pascal-VOC numbers, where CaGNet's contextual codes raise the

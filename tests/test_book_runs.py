@@ -196,3 +196,20 @@ def test_results_page_command_lists_exactly_the_runs_of_its_table():
     rows = json.loads((ROOT / "book" / "results_toy.json").read_text())["runs"]
     table = [(r["method"], r["spec"], r["split"], r["seed"]) for r in rows]
     assert planned == table, "book/results.md's command and book/results_toy.json disagree"
+
+
+def test_pooled_results_count_a_variants_extra_seeds_as_its_own(monkeypatch):
+    import cagnet.book as book
+
+    rows = [{"method": "live-centred", "split": "alt", "seed": 0, "hiou": 0.5},
+            {"method": "live-centred-seeds3-5", "split": "alt", "seed": 3, "hiou": 0.4},
+            {"method": "zs3net", "split": "alt", "seed": 0, "hiou": 0.45},
+            {"method": "zs3net-seeds3-5", "split": "alt", "seed": 3, "hiou": 0.42},
+            {"method": "zs3net", "split": "default", "seed": 1, "hiou": 0.3}]
+    monkeypatch.setattr(book, "book_results", lambda name: {"runs": rows})
+    pooled = book.pooled_results()
+    assert [r["method"] for r in pooled] == ["live-centred", "live-centred", "zs3net",
+                                             "zs3net", "zs3net"]
+    leads = book.paired_leads(pooled, "live-centred", "zs3net")
+    assert [(s, n) for s, n, _ in leads] == [("alt", 0), ("alt", 3)]  # default/1: no pair
+    assert [round(g, 3) for *_, g in leads] == [0.05, -0.02]
