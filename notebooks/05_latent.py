@@ -377,7 +377,7 @@ runs = (book_results("results_toy") or {}).get("runs", [])
 # backbones and worlds are chapter 8's, self-training and patches chapter 10's, the
 # 16-image preset's rows (`b16-`, `cm`) the results page's
 family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
-          and not r["method"].startswith(("adam-", "flat-", "unlit-", "half-light-",
+          and not r["method"].startswith(("adam-", "flat-", "half-light-",
                                           "sgd-norm-", "sgd-flat-", "sgd-shift-", "cm",
                                           "b16-"))
           and "self_train" not in r["spec"] and "patch_size" not in r["spec"]
