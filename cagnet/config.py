@@ -360,8 +360,7 @@ def _toy() -> Config:
             # two 3x3 blocks after the fine + coarse merge: without them a pixel's feature is
             # its 7-px neighbourhood plus an 8x-coarse map, too little to tell a square from
             # a cross; with them seen mIoU .57 -> .67, unseen .40 -> .51 (seeds 0, 1, measured
-            # on the world before toy_lighting and with the SGD backbone; the lit world below
-            # is harder: the results page's toy rows)
+            # on the world without light and with the SGD backbone)
             toy_refine=2,
             # a BatchNorm on E's output before the sigmoid: with an Adam backbone from scratch
             # 63-71% of the ASPP output lies beyond +-4, where the sigmoid passes no gradient
@@ -372,8 +371,8 @@ def _toy() -> Config:
             # live-codes step (`StepLosses.cm_only`) and its 64-wide convs were a third of it;
             # 16 wide, with the MMD at 128 pixels and batch 12, a step took ~105 ms instead
             # of ~150 ms on 2 cores (benchmarks/step_time.py), and one whole toy command
-            # 171-228 s (results page: the codes stay alive; hIoU 0.01-0.05 lower, the
-            # live codes' lead over ZS3Net +0.047 and +0.028 instead of +0.065 and +0.032)
+            # 171-228 s (results page, lit world: the codes stay alive; hIoU 0.01-0.05 lower,
+            # the live codes' lead over ZS3Net +0.047 and +0.028 instead of +0.065, +0.032)
             context_hidden=16,
             generator_hidden=(128, 128),  # two hidden layers instead of five: 64-d features
             generator_dropout=(0.2,),  # one rate for every layer
@@ -391,7 +390,7 @@ def _toy() -> Config:
             # no light: with things taking the light of the stuff they lie on
             # (toy_lighting=1, one class looking different in each context) every method
             # scored lower and the live codes' lead over ZS3Net shrank (hIoU +0.047 / +0.028
-            # against +0.052 / +0.036 without light, 3 seeds x 2 splits; half the light
+            # against +0.051 / +0.036 without light, 3 seeds x 2 splits; half the light
             # +0.026 / +0.054): the features carry the context through the backbone's
             # 143-px view without it (results page, `lit-` and `half-light-` rows; chapter 1)
             toy_lighting=0.0,
@@ -414,8 +413,8 @@ def _toy() -> Config:
             # E and CM from scratch with Adam at 2e-3, no ASPP multipliers (the official
             # SGD with momentum, back_opt "sgd", at 3e-2 x10/x20 on the ASPP): with the
             # normalised features below, CaGNet with live codes .484 -> .529 hIoU (default
-            # split) and ahead of ZS3Net in 6 of 6 runs against 2 of 3 with SGD (batch 16, the
-            # results page's b16- rows; at batch 12 ahead in 9 of 12 runs over seeds 0-5)
+            # split) and ahead of ZS3Net in 6 of 6 runs against 2 of 3 with SGD (batch 16, lit
+            # world: the results page's b16- rows; the preset: ahead in 6 of 6)
             backbone_optimizer="adam",
             lr=2e-3,
             lr_mult_aspp_weight=1.0,
@@ -424,7 +423,7 @@ def _toy() -> Config:
             # with SGD at 3e-2 x 5 = 0.15 the fused ReLU of CM died within 20 iterations; with
             # Adam x1 one of CM's dilated layers kept 5% of its units active (seed 0), x0.05
             # left the live codes' mu spread at .07-.08, x0.2 spreads it .19-.32 with every
-            # CM layer >= 12.7% active (results page, live-centred; 3 seeds x 2 splits)
+            # CM layer >= 12.7% active (results page, b16-live-centred; 3 seeds x 2 splits)
             lr_mult_context=0.2,
             lr_d=1e-3,
             lr_g=1e-3,

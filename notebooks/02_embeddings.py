@@ -154,8 +154,9 @@ for u in classes.unseen:
 # %% [markdown]
 # A 2-D projection (PCA) of the 20 embeddings shows the structure the generator will
 # exploit: things of one colour or one shape form neighbourhoods. Each unseen class's
-# nearest seen classes (the printout above) share one of its words, most often the shape:
-# yellow circle's three nearest are two circles and a blue triangle, none of them yellow.
+# nearest seen class (the printout above) shares one of its words, in three of the four
+# the shape: yellow circle's three nearest are two circles and a blue triangle, none of
+# them yellow.
 
 # %%
 x = torch.from_numpy(emb - emb.mean(0))

@@ -274,25 +274,34 @@ for name, r in by_region.items():
 # The official CaGNet's selector (the trained one, `model.selector = "trained"`) chooses
 # nothing: it gives each scale 0.50 inside objects, at their edges and on open stuff, with
 # no spread over pixels (0.000 above), the $\sigma(0) = 0.5$ of a switched-off selector.
-# The maps it reads are dead (chapter 5: no active units in $m_1$ and $m_2$, 2% in $m_3$),
-# and a bias-free convolution of zeros is 0. Its weights would reach nothing anyway: the
-# fused map after it is dead too, so the codes are 0 (chapter 5). In the run with live
-# codes (shown above when the results page's command has trained it) the selector has
-# made a sharp choice: $w_1 \approx 1$ for the 3 × 3 scale, and
-# $w_2$ and $w_3$ at most 0.10 for the 7 × 7 and 17 × 17 ones. But it too makes the same
-# choice at every kind of pixel; the regions differ by 0.037 at most, about as much as
-# pixels within one region (sd 0.041, the printout above). On the toy world a thing's own
-# pixels carry the light of the stuff it lies on (chapter 1), so the smallest scale
-# already holds the context and one fixed choice serves every pixel. A
-# world whose context only a wide view reveals would ask more of the selector.
+# The maps it reads are dead (chapter 5: almost no active units in $m_1$ and $m_2$, 2% in
+# $m_3$), and a bias-free convolution of zeros is 0. Its weights would reach nothing
+# anyway: the fused map after it is dead too, so the codes are 0 (chapter 5). In the run
+# with live codes (shown above when the results page's command has trained it) the
+# selector has made a clear choice, the same order at every kind of pixel: $w_1 \approx 1$
+# for the 3 × 3 scale, $w_3$ at most 0.04 for the 17 × 17 one, and $w_2$, for the 7 × 7
+# one, in between. How much of the middle scale it lets in depends a little on where the
+# pixel lies: $w_2$ is 0.63 inside things and 0.65 at their edges, 0.72 on stuff by a
+# thing and 0.74 on open stuff. That gap (0.102 at most) is larger than the spread among
+# the pixels of one region (sd 0.028), hence the printed verdict, but small next to the
+# gaps between the scales. On the toy world a thing looks alike on every stuff, so its
+# own colour does not tell the context; the features CM reads do, since each position of
+# the toy backbone's output sees 143 pixels (chapter 3), more than the whole 64 × 64
+# image. Even the smallest scale can therefore hold the stuff around a thing. A world
+# whose context only a view wider than the backbone's reveals would ask more of the
+# selector.
 
 # %% [markdown]
 # **Explore.** Pick a test image and a pixel, and see what CM does there: the three
 # selector weights and the pixel's code $\mu$ (its first 16 channels). The slider needs a
-# running kernel; the static figure below shows three pixels of the first image of the
-# official CaGNet: inside a thing, two cells to its left (near its edge) and on open
-# stuff. Its $\mu$ panels are empty: this model's $\mu$ is 0 at every pixel (chapter 5).
-# With a kernel, `inspect_pixel` also takes the live-codes model (`net=live.model`).
+# running kernel and draws the official CaGNet, whose $\mu$ is 0 at every pixel
+# (chapter 5); `inspect_pixel(image, row, col, net=live.model)` draws the live-codes model.
+# The static figure below shows the `live-centred` model (the official one where that run
+# has not been trained) at three pixels of the first test image: inside a thing, two
+# cells to its left (near its edge) and on open stuff (the image's top-left cell). Its
+# $\mu$ is not 0, and each of the three pixels has a code of its own. The selector gives
+# $w_1 = 1$ at all three; $w_2$ is lowest inside the thing, and $w_3$ is near 0 except at
+# the top-left cell.
 
 # %%
 import ipywidgets as widgets  # noqa: E402
@@ -327,11 +336,14 @@ thing = (y0 >= 4).nonzero()
 inside = thing[len(thing) // 2].tolist() if len(thing) else [8, 8]
 stuff_px = (y0 < 4).nonzero()[0].tolist()
 edge = [inside[0], max(inside[1] - 2, 0)]
+shown_net, shown_name = ((live.model, "live-centred") if live is not None
+                          else (model, "official CaGNet"))
 fig, axes = plt.subplots(3, 3, figsize=(11, 8.5))
 for k, (name, (r, c)) in enumerate((("inside a thing", inside), ("near its edge", edge),
                                     ("open stuff", stuff_px))):
-    inspect_pixel(0, r, c, axes[k])
+    inspect_pixel(0, r, c, axes[k], net=shown_net)
     axes[k, 0].set_ylabel(name)
+fig.suptitle(f"{shown_name}: three pixels of test image 0")
 plt.tight_layout()
 plt.show()
 
@@ -349,8 +361,8 @@ plt.show()
 #   trained by default, the official one an option (`model.selector`).
 # - In the official toy CaGNet the maps the selector reads are dead, so it gives every
 #   scale 0.5 at every pixel, and its codes are dead too; with live codes (chapter 5) it
-#   keeps the smallest scale and all but shuts the two wider ones, at every kind of pixel
-#   alike.
+#   keeps the smallest scale, lets in part of the middle one (a little more on stuff than
+#   on things) and all but shuts the widest.
 #
 # ## Exercises
 

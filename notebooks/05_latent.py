@@ -278,8 +278,10 @@ print(format_health(code_health(model, x, y)))
 # What kills the codes on the toy world was found by changing one thing at a time and
 # reading these instruments in short probe runs (seed 0, default split, 250 to 800
 # training iterations, Kaiming-initialised heads, on the SGD backbone of the results
-# page's `sgd-` rows). The probes are not run again in this chapter; their numbers are
-# quoted from those runs, and the whole runs that followed them are on the results page:
+# page's `sgd-` rows), before the book moved to the world without light: the `sgd-` rows
+# are on the lit world (`data.toy_lighting=1`). The probes are not run again in this
+# chapter; their numbers are quoted from those runs, and the whole runs that followed
+# them are on the results page:
 #
 # - **CM's learning rate.** With the official SGD the toy trunk trained from scratch at
 #   $3 \cdot 10^{-2}$; with the paper's multiplier ×5, CM got 0.15 with momentum on
@@ -288,10 +290,12 @@ print(format_health(code_health(model, x, y)))
 #   ReLU with no bias never recovers. At ×0.05, CM's $1.5 \cdot 10^{-3}$ (the paper
 #   scale's $1.25 \cdot 10^{-3}$), its units stayed active. The toy preset trains E
 #   and CM with Adam, CM at $4 \cdot 10^{-4}$ (×0.2 of the trunk's $2 \cdot 10^{-3}$;
-#   chapter 8 and the results page say why). The instruments above show what the official
-#   setting does with it: from the first logged iteration on, CM's ReLUs keep under 10% of
-#   their units active, at the end none in $m_1$ and $m_2$ and 2% in $m_3$ and the fused
-#   map, and the codes die with them.
+#   chapter 8 and the results page say why). The instruments above (this chapter's run,
+#   on the world without light) show what the official setting does with it: from the
+#   first logged iteration on, CM's ReLUs keep under 10% of their units active; after
+#   training, on 64 test images, none in $m_1$, 1% in $m_2$ and 2% in $m_3$ and the fused
+#   map, and the codes die with them (spread of $\mu$ $1.8 \cdot 10^{-5}$, KL
+#   $1.2 \cdot 10^{-10}$).
 # - **The KL term, through the selector.** With the units alive, the spread of $\mu$ still
 #   fell to 0.002 and the KL to $4 \cdot 10^{-6}$ by iteration 800: the trained selector
 #   learned to switch every context scale off (mean weight 0.006), the cheapest way to
@@ -306,9 +310,10 @@ print(format_health(code_health(model, x, y)))
 #   with another image's. But the same gradients reached the backbone, and segmentation
 #   suffered: seen mIoU 0.17 after 800 iterations, against 0.53 with a detached $z$.
 #
-# So on the toy world the official setting cannot keep the codes alive, and the toy preset
-# trains it anyway, as the official code does (the [results page](../book/results.md)
-# reports its codes run by run). The next section tries the switches that revive them.
+# So on the toy world, with or without light, the official setting cannot keep the codes
+# alive, and the toy preset trains it anyway, as the official code does (the
+# [results page](../book/results.md) reports its codes run by run: `cagnet` without light,
+# `lit-cagnet` on the lit world). The next section tries the switches that revive them.
 
 # %% [markdown]
 # ## Keeping the codes alive, and what it costs
@@ -327,12 +332,13 @@ print(format_health(code_health(model, x, y)))
 #
 # `benchmarks/latent_screen.py` trains the first 800 iterations of the training stage
 # with each combination (seed 0, default split) and reads the codes on the test images.
-# The screen below was measured on the 16-image preset of the results page's `b16-` rows
-# (16 images a step, CM's dilated convs 64 wide, the MMD on 256 pixels per class).
-# The last column asks $G$ for *another* class than the pixel's, with the pixel's own
-# code, and lets $C$ read the fake: the share that comes out as the asked class (then the
-# same with $z \sim \mathcal{N}(0, I)$), and in brackets the share $C$ reads as the
-# pixel's true class.
+# The screen below was measured before the book moved to the world without light: on the
+# lit world, with the 16-image preset of the results page's `b16-` rows (16 images a step,
+# CM's dilated convs 64 wide, the MMD on 256 pixels per class). The last two columns ask
+# $G$ for *another* class than the pixel's, with the pixel's own code, and let $C$ read
+# the fake: the share that comes out as the asked class (with the pixel's own code, then
+# with $z \sim \mathcal{N}(0, I)$), and the share $C$ reads as the pixel's true class
+# ("own class").
 
 # %%
 from cagnet.book import book_results  # noqa: E402
@@ -368,14 +374,16 @@ else:
 # The screen says which switch does what; whether live codes *help* needs whole runs,
 # fine-tuning included, scored on the unseen classes. The [results page](../book/results.md)
 # trains the promising variants in full (`benchmarks/toy_results.py`); here are their
-# codes and scores next to the official setting's (seed 0, default split), on the preset's
-# backbone and on the SGD backbone the preset used before (the names prefixed `sgd-`):
+# codes and scores next to the official setting's (seed 0, default split), in three
+# settings: the toy preset on the book's world without light (no prefix), the same preset
+# on the lit world (`lit-`), and the SGD backbone the preset used before, also on the lit
+# world (`sgd-`):
 
 # %%
 runs = (book_results("results_toy") or {}).get("runs", [])
-# CaGNet's variants on the preset's backbone and on the SGD backbone (`sgd-`); the other
-# backbones and worlds are chapter 8's, self-training and patches chapter 10's, the
-# 16-image preset's rows (`b16-`, `cm`) the results page's
+# CaGNet's variants with the preset's backbone (no light, and lit: `lit-`) and the SGD
+# backbone (`sgd-`); the other backbones and worlds are chapter 8's, self-training and
+# patches chapter 10's, the 16-image preset's rows (`b16-`, `cm`) the results page's
 family = [r for r in runs if r.get("spec", r["method"]).startswith("cagnet")
           and not r["method"].startswith(("adam-", "flat-", "half-light-",
                                           "sgd-norm-", "sgd-flat-", "sgd-shift-", "cm",
@@ -417,31 +425,40 @@ if family:
 # %% [markdown]
 # What the two outputs above say (seed 0; the results page has every run):
 #
-# - **In the screen**, three settings make codes that $G$ uses: every loss of $G$
-#   reaching CM and $E$ (`all`), which cost the backbone most of its seen mIoU, and the
-#   content loss alone reaching CM with a KL weight of 1 (`content-l2-sigma-kl1`, $G$ 11%
-#   closer with its own code) or none (`content-l2-sigma-kl0`, 75% closer), both with
-#   segmentation intact. With MMD as the content loss, the gradient through $z$ was large
-#   and noisy and segmentation suffered; with L2 and a KL weight of 10 or 100, the KL still
-#   won. The probe column shows the other half of the story. A dead code names nothing
-#   (the official run's probe is at chance), but a code that is merely small, such as
+# - **In the screen** (lit world, 16-image preset), three settings make codes that $G$
+#   uses: every loss of $G$ reaching CM and $E$ (`all`), which cost the backbone most of
+#   its seen mIoU (0.219 against the official 0.542), and the content loss alone reaching
+#   CM with a KL weight of 1 (`content-l2-sigma-kl1`, $G$ 11% closer with its own code) or
+#   none (`content-l2-sigma-kl0`, 75% closer), both with segmentation intact. With MMD as
+#   the content loss, segmentation suffered (seen 0.488) and $G$ hardly used the code
+#   (0.7%); with L2 and a KL weight of 10 or 100, the KL still won. The probe column
+#   shows the other half of the story. A dead code names nothing (the official run's
+#   probe, 0.22, is at or below chance, 0.28), but a code that is merely small, such as
 #   `content-l2-sigma-kl10`'s ($\mu$ spread 0.025), already names the stuff under a thing
 #   for most thing pixels. Context is then in the codes; what is missing is a reason for
 #   $G$ to read it. And where $G$ leans on the code most (`all`, `content-l2-sigma-kl0`),
 #   its own code makes it draw the pixel's class rather than the asked one (the last two
 #   columns): the codes have learnt the class. With a KL weight of 1 it still draws the
 #   asked class for about half of the pixels.
-# - **In whole runs** (on the SGD backbone), the first live codes did not transfer. With
-#   its own code, $G$ of the KL-free variant (`sgd-live-kl0`) mostly draws *the pixel's
-#   class*, whatever class it is asked for: the code has learnt the class, not only the
-#   context, and overrides the embedding. Unseen fakes then look like seen classes, and unseen mIoU falls to a few hundredths. An
-#   adversary that keeps the class out of $\mu$ (`loss.w_code_adv`) gives the embedding
-#   back its say, and $G$ ignores the code once more.
+# - **In whole runs** on the SGD backbone (lit world), the first live codes did not
+#   transfer. With its own code, $G$ of the KL-free variant (`sgd-live-kl0`) mostly draws
+#   *the pixel's class* (0.57 of the pixels; the asked class 0.09), whatever class it is
+#   asked for: the code has learnt the class, not only the context, and overrides the
+#   embedding. Unseen fakes then look like seen classes, and unseen mIoU falls to a few
+#   hundredths (0.026). An adversary that keeps the class out of $\mu$
+#   (`loss.w_code_adv`, `sgd-live-kl0.1-adv1`) gives the embedding back its say, and $G$
+#   ignores the code once more (gain 0.1%).
+# - **Across the three settings** the rows are not comparable (the printed range "with
+#   codes G ignores" mixes them), but within each the order is the same: `live-centred`
+#   (next section) first in unseen mIoU, the official setting second and
+#   `live-centred-shuffled` last: 0.577, 0.507 and 0.462 without light, 0.443, 0.420 and
+#   0.383 on the lit world (`lit-`), 0.392, 0.381 and 0.270 on the SGD backbone (`sgd-`).
 #
 # This is the tension in CaGNet's design that the toy world makes visible: a code that is
 # free to describe a pixel describes its class too; a code kept close to
 # $\mathcal{N}(0, I)$ describes nothing. The official weights (KL 100, $\sigma \geq 1$,
-# a detached $z$) sit at the second end on this world.
+# a detached $z$) sit at the second end on the toy world, lit or not (`cagnet` and
+# `lit-cagnet` above: spread of $\mu$ about $10^{-5}$, $G$ gains nothing from the code).
 
 # %% [markdown]
 # ## A code without the class
@@ -452,24 +469,24 @@ if family:
 # - `model.code_centring = True`: $G$ reads $\tilde z = z - \bar z_{c}$, each pixel's code
 #   minus the mean code of its class $c$ in the batch (`cagnet.models.cagnet.centre_codes`).
 #   Whatever the code says about the class cancels; what is left is how this pixel differs
-#   from the other pixels of its class: the light of the stuff it lies on, an edge, a shadow.
-#   The class reaches $G$ through $w$ alone.
+#   from the other pixels of its class, such as the stuff around it. The class reaches $G$
+#   through $w$ alone.
 # - `model.g_code = "mu"`: $G$ reads the mean $\mu$ instead of the sample
 #   $z = \mu + \epsilon\sigma$. With $\sigma$ near 1, a within-class code of a few
 #   hundredths drowns in the noise and $G$ learns to ignore it: `sgd-centred-sampled` in
-#   the table above is the run with centring but the sampled $z$.
+#   the table above is the run with centring but the sampled $z$ (gain 0%).
 #
 # With these, the content loss reaching CM (`latent_grad = "content"`, L2, no KL, $\sigma$
 # free) and fine-tuning's fakes drawing their codes from real pixels
 # (`train.fake_codes = "real"`: a seen pixel's centred code lends its context to an unseen
 # class), the run is named `live-centred` on the [results page](../book/results.md). Its
-# codes and scores next to the official CaGNet's and ZS3Net's, over every seed and split
-# that was run (seeds 0–5 for `live-centred` and ZS3Net, 0–2 for the official CaGNet):
+# codes and scores next to the official CaGNet's and ZS3Net's on the world without light,
+# over every seed and split that was run (seeds 0–2 on each split):
 
 # %%
 from cagnet.book import paired_leads, pooled_results  # noqa: E402
 
-pooled = pooled_results()  # seeds 3-5 of two of them ran under their own names
+pooled = pooled_results()  # the lit world's seeds 3-5 (`-seeds3-5` rows) join their variants
 
 
 def seed_stats(name: str, split: str, key: str) -> tuple[float, float, int]:
@@ -522,12 +539,14 @@ if splits_run:
 
 # %% [markdown]
 # Do the fakes really follow the context, for classes $G$ never saw? The real features of
-# one unseen thing class, coloured by the stuff it lies on, form separate clusters, because
-# the thing takes the light of its stuff. Ask each model's $G$ for that class at the same
-# pixels, with each pixel's own code (centred as in training for `live-centred`), and see
-# where the fakes land. `mode_match` scores it for every thing class: the share of
-# (class, context) cells whose mean fake lies nearest to the real features of *its own*
-# context among that class's contexts (chance: one over the number of contexts).
+# one unseen thing class, coloured by the stuff it lies on, fall into clusters that
+# overlap but differ by context. The thing looks alike on every stuff; its feature differs
+# because the backbone's view of a pixel (143 px, chapter 3) covers the stuff around the
+# thing. Ask each model's $G$ for that class at the same pixels, with each pixel's own
+# code (centred as in training for `live-centred`), and see where the fakes land.
+# `mode_match` scores it for every thing class: the share of (class, context) cells whose
+# mean fake lies nearest to the real features of *its own* context among that class's
+# contexts (chance: one over the number of contexts).
 
 # %%
 from matplotlib.lines import Line2D  # noqa: E402
@@ -597,43 +616,43 @@ if shown:
     plt.show()
 
 # %% [markdown]
-# What the outputs of this section say:
+# What the outputs of this section say (world without light; the lit world's runs are the
+# `lit-` rows of the results page):
 #
 # - **The codes are alive and carry context.** In every `live-centred` run, asked for a
-#   class at a pixel, $G$ lands 55 to 60% closer to the real feature with the pixel's own
+#   class at a pixel, $G$ lands 52 to 56% closer to the real feature with the pixel's own
 #   (centred) code than with another image's, and it still draws the class it is asked
-#   for (0.86 to 0.89 of the pixels), so the code carries context and the embedding carries
-#   the class. A linear probe on $\mu$ names the stuff under a thing for 92 to 94% of thing
+#   for (0.91 to 0.94 of the pixels), so the code carries context and the embedding carries
+#   the class. A linear probe on $\mu$ names the stuff under a thing for 89 to 94% of thing
 #   pixels. The figure shows it for an unseen class: the fakes of the official CaGNet sit
 #   on one point whatever the context, ZS3Net's scatter over all contexts alike, and those
 #   of `live-centred` fall into the cluster of the real features of the context they were
-#   generated in.
+#   generated in. For the unseen things, 93% of `live-centred`'s (class, context) cells
+#   land in their own context's mode, against 27% (official CaGNet) and 33% (ZS3Net), with
+#   chance at 27%.
 # - **Codes must describe the right context.** `live-centred-shuffled` trains the same
 #   model with each pixel's code swapped for another labelled pixel's: the code then tells
 #   $G$ nothing, $G$ learns to ignore it (gain 0%, fakes at chance among the context
-#   modes; results page), and hIoU falls below `live-centred`'s (the table of variants above: 0.461
-#   against 0.506), below the official CaGNet's 0.487 on that seed too and level with
-#   ZS3Net's 0.462 (results page): codes that describe another pixel's context cost more
-#   than codes that describe none.
+#   modes; results page), and hIoU falls below `live-centred`'s (the table of variants
+#   above: 0.552 against 0.643), below the official CaGNet's 0.582 on that seed too and
+#   below ZS3Net's 0.576 (results page): codes that describe another pixel's context cost
+#   more than codes that describe none.
 # - **The attention does not use the code.** Replacing $z$ by 0 in the residual attention
-#   changes no `live-centred` hIoU by more than a thousandth (the results page's code table): on this
-#   world the code earns its keep through $G$ alone.
-# - **Scores: ahead of ZS3Net, less clearly of the official CaGNet.** Over six seeds per
-#   split, `live-centred` is ahead of ZS3Net in 9 of 12 runs, by 0.036 (default) and 0.017
-#   (alt) on average (over seeds 0–2 alone: 5 of 6, by 0.047 and 0.028), and of the
-#   official CaGNet (seeds 0–2) in 5 of 6, but by 0.021 (default) and 0.002 (alt): within
-#   the spread between seeds of one method (the per-run differences above). The official
-#   CaGNet, whose codes are dead, leads ZS3Net too, by 0.026 on each split over seeds 0–2
-#   (the table's means, 0.461 − 0.435 and 0.486 − 0.461, before rounding). ZS3Net here is
-#   the same pipeline without CM, so that part of the lead is what CM does without context:
-#   while training its residual attention multiplies $E(x)$'s share by a random gate
-#   $\sigma(z)$, $z \sim \mathcal{N}(0, I)$, a noise on the features. About half of the
-#   lead (default split) and nearly all of it (alt) is that; the rest is the context.
-#   Fakes that follow the context buy the classifier only that much on this world: a
-#   thing's light shifts its features, but not across another class's, so a fake at the
-#   class's average already lies on the right side of most of the classifier's
-#   boundaries. A world in which one class under one light looks like another class under
-#   another would make the context necessary.
+#   changes no `live-centred` hIoU by more than a thousandth (the results page's code
+#   table): on this world the code earns its keep through $G$ alone.
+# - **Scores: ahead of ZS3Net, less clearly of the official CaGNet.** Over three seeds per
+#   split, `live-centred` is ahead of ZS3Net in 6 of 6 runs, by 0.051 (default) and 0.036
+#   (alt) on average, and of the official CaGNet in 5 of 6, by 0.030 (default) and 0.016
+#   (alt), with per-run differences from −0.016 to +0.061: within the spread between seeds
+#   of one method. The official CaGNet, whose codes are dead, leads ZS3Net too, by about
+#   0.02 on each split (the table's means, 0.581 − 0.560 and 0.573 − 0.552). ZS3Net here
+#   is the same pipeline without CM, so that part of the lead is what CM does without
+#   context: while training its residual attention multiplies $E(x)$'s share by a random
+#   gate $\sigma(z)$, $z \sim \mathcal{N}(0, I)$, a noise on the features. That is about
+#   two fifths of the lead on the default split and a little over half on the alt split;
+#   the rest is the context. On the lit world every model scores lower and the lead over
+#   ZS3Net is smaller (0.047 and 0.028, seeds 0–2; results page). A world in which one
+#   class in one context looks like another class in another would ask more of the codes.
 
 # %% [markdown]
 # ## Summary

@@ -295,13 +295,16 @@ plt.show()
 # %% [markdown]
 # ## Fakes that follow the context
 #
-# A thing takes the light of the stuff it lies on, so the real features of one class form
-# one mode per context. With codes that carry context, $G(w, z)$ should land in the mode of
-# the context its code came from. For each unseen thing class, the figure shows every
-# context: the mean fake generated with the pixels' own codes there (rows), and its
-# distance to the mean real feature of the class in each context (columns). With a row
-# minimum on the diagonal, the fakes sit in their own context's mode
-# (`cagnet.context_eval.context_modes`, on 200 test images).
+# In the book's world a thing looks alike on every stuff, yet its *features* do not: the
+# backbone's view of a pixel (its receptive field, 143 px in chapter 3) covers the stuff
+# around the thing, so the real features of one class form one mode per context. (In the
+# lit world, `data.toy_lighting=1`, the thing's own colour changes with the stuff as
+# well.) With codes that carry context, $G(w, z)$ should land in the mode of the context
+# its code came from. For each unseen thing class, the figure shows every context: the
+# mean fake generated with the pixels' own codes there (rows), and its distance to the
+# mean real feature of the class in each context (columns). With a row minimum on the
+# diagonal, the fakes sit in their own context's mode (`cagnet.context_eval.context_modes`,
+# on 200 test images).
 # The official CaGNet is set beside chapter 5's `live-centred` run of the results page,
 # which is shown once the results page's command has trained it.
 
@@ -346,11 +349,14 @@ plt.show()
 # %% [markdown]
 # The official CaGNet's rows are all alike: its codes have collapsed, so a class's fake is
 # the same whatever context its code came from, and it lies nearest to one context's real
-# features for every row. Its matches are at chance. In the run with live codes the
-# minimum of each row lies on the diagonal for the unseen classes: $G$ has never seen
-# these classes, yet it places their fakes in the mode of the context the code describes.
-# This is the mechanism CaGNet is built on. Chapter 8 measures what it buys the
-# classifier.
+# features for every row. Its matches are at chance (27% of 15 cells, chance 27%). In the
+# run with live codes the minimum of 14 of the 15 rows (93%) lies on the diagonal: $G$ has
+# never seen these classes, yet it places their fakes in the mode of the context the code
+# describes, although nothing in the thing's own pixels shows that context, only the
+# surroundings the backbone sees. The one miss is the yellow circle's code from snow, whose
+# fake lies about as near to the water mode as to the snow mode; in some other rows, too,
+# the diagonal wins by a small margin. This is the mechanism CaGNet is built on. Chapter 8
+# measures what it buys the classifier.
 
 # %% [markdown]
 # Training shapes all of this. Chapter 7 puts the losses together into the alternating
@@ -364,8 +370,9 @@ plt.show()
 # - The content loss (the official MMD) asks the fakes of a class to match the *distribution*
 #   of its real features, not their average.
 # - With codes that carry context (chapter 5), $G$ puts an unseen class's fakes in the
-#   feature mode of the context its code came from; with the official, collapsed codes it
-#   cannot.
+#   feature mode of the context its code came from (14 of 15 cells), even though the
+#   context shows only in what the backbone sees around the thing; with the official,
+#   collapsed codes it cannot.
 #
 # ## Exercises
 

@@ -207,3 +207,19 @@ def test_figure_has_three_rows_and_a_legend():
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_figure_draws_the_world_of_its_config():
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    matplotlib.use("Agg")
+    base = get_preset("toy").data
+    shown = {}
+    for light in (0.0, 1.0):
+        fig = toy_world_figure(dataclasses.replace(base, toy_lighting=light), count=2)
+        shown[light] = fig.axes[0].images[0].get_array()
+        plt.close(fig)
+    lit = render_toy(2, base.image_size, base.data_seed, "train", lighting=1.0)
+    assert np.array_equal(shown[1.0], lit.images[0].transpose(1, 2, 0))
+    assert not np.array_equal(shown[0.0], shown[1.0])

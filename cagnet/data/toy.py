@@ -433,7 +433,8 @@ def toy_world_figure(dcfg: DataConfig | None = None, count: int = 6) -> Figure:
 
     dcfg = dcfg if dcfg is not None else get_preset("toy").data
     classes = class_split(dcfg)
-    raw = render_toy(count, dcfg.image_size, dcfg.data_seed, "train")
+    raw = render_toy(count, dcfg.image_size, dcfg.data_seed, "train", dcfg.toy_lighting,
+                     dcfg.toy_paint_shift, dcfg.toy_prior)
     lut = classes.lut(train=True)
     width = 1.6 * count + 2.0
     fig, axes = plt.subplots(3, count, figsize=(width, 5.2), squeeze=False)
