@@ -214,9 +214,11 @@ for method, model_m in with_codes.items():
 # %% [markdown]
 # ## Where context helps: scores per context
 #
-# On the lit toy world a thing looks different on each stuff. Scoring the pixels of each
-# context separately (a thing pixel's context is the stuff around it,
-# `cagnet.context_eval.context_map`) shows where each method finds the unseen classes:
+# In the book's world a thing looks alike on every stuff, but its feature still carries
+# the stuff around it: the backbone's view of a pixel (143 px, chapter 3) covers it.
+# Scoring the pixels of each context separately (a thing pixel's context is the stuff
+# around it, `cagnet.context_eval.context_map`) shows where each method finds the unseen
+# classes:
 
 # %%
 from cagnet.context_eval import per_context_scores  # noqa: E402
@@ -247,16 +249,18 @@ for m in [m for m in scored if m != "zs3net"]:
           + f" (overall {runs[m].metrics['miou_unseen'] - runs['zs3net'].metrics['miou_unseen']:+.3f})")
 
 # %% [markdown]
-# On this run (seed 0, default split) no method singles out a context: each finds the
-# unseen things within a few hundredths of the others on every stuff (the differences
-# above): the live codes here lead ZS3Net by 0.022 on sand and are level with it or a
-# little below on the other three, though they lead it by 0.055 overall. A context's score
-# counts only that context's pixels, false positives included, so it can move against the
-# overall score. Over seeds 0–2 of the results page (6 runs) the live codes gain on sand
-# and snow and nothing on grass (its per-context table); over all 12 runs of seeds 0–5
-# they are within 0.005 of ZS3Net on every stuff. Per-context scores are lower than the
-# overall ones because each context holds only a few unseen objects. Why do the live
-# codes not help more? The next measurement answers it.
+# On this run (seed 0, default split) the live codes find more of the unseen things than
+# ZS3Net on every stuff (the differences above), from +0.041 on grass to +0.113 on snow,
+# and +0.065 overall. The official CaGNet, whose codes are dead, is above ZS3Net on every
+# stuff too (+0.002 to +0.033), yet 0.004 below it overall: a context's score counts only
+# that context's pixels, false positives included, so it can move against the overall
+# score. Over seeds 0–2 of the results page (3 runs per split) the live codes score above
+# ZS3Net on every stuff of both splits, most on snow on the default split (0.471 against
+# 0.366; its per-context table). On the lit world (`data.toy_lighting=1`, the `lit-`
+# rows), where a thing does look different on each stuff, the 12 runs of seeds 0–5 put
+# them within 0.006 of ZS3Net on every stuff. Per-context scores are lower than the
+# overall ones because each context holds only a few unseen objects. What limits all
+# three methods? The next measurement shows one limit.
 #
 # ## What the models read: colour, and the shape from the stuff
 #
@@ -308,35 +312,45 @@ else:
           f"{prior_rate:.0%}).")
 
 # %% [markdown]
-# The models lean on a shortcut: colour from the pixels, shape from the stuff around the
-# thing. They read some shape from the pixels too (the line above: up to 16% of the things
-# away from their favourite stuff are found), but most of such a thing goes to the stuff's
-# favourite shape, in every model. It holds for the *seen* things too. The seen-only
-# model, which has no generator, finds more of them elsewhere (16%, against 3% to 5% for
-# the others), but still takes 58% of them for the stuff's favourite shape. So the
-# shortcut is in the features the backbone learns, not in the generator. The unseen score
-# is made mostly on the things that lie on their shape's favourite stuff. Elsewhere every
-# method, CaGNet with live codes included, mostly calls a red cross on sand a red square.
+# The models read shape from the pixels, but they also lean on a shortcut: shape from the
+# stuff around the thing. The three generative models find an unseen thing on its shape's
+# favourite stuff for 84% to 87% of its pixels; away from it for 35% to 39%, and they take
+# 45% to 53% of such a thing for the stuff's favourite shape (a red cross on sand for a red
+# square). It holds for the *seen* things too. The seen-only model, which has no
+# generator, finds the most of them elsewhere (56.4%, the line above; the live codes
+# 54.0%, the official CaGNet 43.1%, ZS3Net 35.5%), and still takes 27.2% of them for the
+# stuff's favourite shape. So the shortcut is in the features the backbone learns, not in
+# the generator. The unseen score is made mostly on the things that lie on their shape's
+# favourite stuff.
 #
-# This caps what a generator can add. Fakes of a red cross on sand, however faithful to
-# their context, cannot be told from a red square on sand if the backbone gives both the
-# same feature. The [results page](../book/results.md) trains the same models on two other
-# worlds (default split), to see whether a world that uses context differently changes
-# that:
-# - **no light** (`data.toy_lighting=0`): the preset on the world before things took the
-#   light of their stuff (chapter 1);
+# This limits what a generator can add. Fakes of a red cross on sand, however faithful to
+# their context, cannot be told from a red square on sand where the backbone gives both
+# the same feature. The [results page](../book/results.md) trains the same models on other
+# worlds, to see whether a world that uses context differently changes that:
+# - **half the light** (`data.toy_lighting=0.5`) and **the lit world**
+#   (`data.toy_lighting=1`, the `lit-` rows): a thing takes (half) the light of the stuff
+#   it lies on, green shade on grass, warm on sand, dark blue in water, pale on snow, so
+#   one class looks different in each context;
 # - **no prior** (`data.toy_prior=0.25`): shapes independent of the stuff;
 # - **paint shift** (`data.toy_paint_shift`): each stuff's light shows a paint as another
 #   paint, so the colour word can only be read together with the context.
 #
-# It also trains both on the backbone the toy preset used before (the rows prefixed `sgd-`:
-# the official SGD at $3 \cdot 10^{-2}$, CM ×0.05), with an Adam backbone whose features are
-# not normalised (`adam-`), and with normalised SGD features (`sgd-norm-`). The preset's
-# backbone, Adam on normalised features with CM ×0.2, is the first world of the table; the
-# next section explains the normalisation. Every other row is an earlier run of the
-# results page, made before the preset read 12 images a step: 16 images a step, CM's
-# dilated convs 64 wide and the MMD on 256 pixels per class. The second and third worlds
-# are the preset's backbone in that setting (`b16-`, and `cm0.05-` with CM ×0.05).
+# On the lit world the shortcut is much stronger: the preset's models find 8% to 10% of
+# an unseen thing away from its favourite stuff and take 82% to 84% of it for the stuff's
+# favourite shape (results page, `lit-` rows, seeds 0–2).
+#
+# The table reads the default split. Its first three worlds are the preset's backbone,
+# Adam on normalised features with CM ×0.2 (the next section explains the
+# normalisation): the book's world without light and half the light, 3 seeds a row, and
+# the lit world, 6 seeds a row (its `lit-*-seeds3-5` rows pooled).
+# Every row after them is an earlier run of the results page on the lit world, made
+# before the preset read 12 images a step: 16 images a step, CM's dilated convs 64 wide
+# and the MMD on 256 pixels per class. The fourth and fifth worlds are the preset's
+# backbone in that setting (`b16-`, and `cm0.05-` with CM ×0.05); the others train both
+# methods on the backbone the toy preset used before (the rows prefixed `sgd-`: the
+# official SGD at $3 \cdot 10^{-2}$, CM ×0.05), with normalised SGD features
+# (`sgd-norm-`), and with an Adam backbone whose features are not normalised (`adam-`),
+# some of them with no prior or the paint shift.
 
 # %%
 import statistics  # noqa: E402
@@ -392,23 +406,32 @@ for world, (rival, name) in (("The preset", ("zs3net", "live-centred")),
               f"ahead in {sum(g > 0 for *_, g in leads)} of {len(leads)}.")
 
 # %% [markdown]
-# Without the light both methods score higher, and the live codes lead ZS3Net by more
-# than in the book's world, in every run of both splits (the lines under the table): a
-# thing's features depend on the stuff around it even when the thing itself looks alike
-# everywhere, because the backbone's view covers the stuff. The light makes colours less
-# certain and every model leans harder on the stuff to name a thing (results page).
+# In the book's world the live codes lead ZS3Net in all 6 runs of both splits (the lines
+# under the table), by +0.051 on the default split and +0.036 on alt: a thing's features
+# depend on the stuff around it even when the thing itself looks alike everywhere,
+# because the backbone's view covers the stuff. Part of that lead is not the context's:
+# the official CaGNet on the same backbone, whose codes are dead, leads ZS3Net too, in 6
+# of 6 runs, by +0.021 and +0.020. The live codes lead the official CaGNet in 5 of 6
+# runs, by +0.030 and +0.016. The light makes every model weaker: on the default split
+# hIoU falls from 0.612 to 0.527 to 0.481 for the live codes and from 0.560 to 0.501 to
+# 0.445 for ZS3Net as the light goes from none to half to full. The live codes lead at
+# all three, by amounts that do not fall steadily with the light: in 6 of 6 runs with
+# half the light (+0.026 and +0.054), in 9 of 12 lit (+0.036 and +0.017), where the
+# official CaGNet leads ZS3Net by +0.026 on each split (5 of 6).
+#
 # Without the prior the models lose most of their seen things: they had no shape to fall
 # back on. With the paint shift both methods lose unseen mIoU, and the live codes gain
 # nothing over ZS3Net, whose generator knows no context. An Adam backbone without the
-# normalisation below helps in neither world; with CM at Adam's full rate the live codes'
-# σ runs away (results page). The gaps printed above are means over six seeds for the
-# preset's rows, three for the world without light, the 16-image rows, the SGD world, the
-# paint shift and the normalised SGD rows, and single seeds for the rest. Single runs vary by two to four hundredths of hIoU
-# between seeds (results page), so a gap of a few hundredths from one seed is not a
+# normalisation below helps neither with the prior nor without; with CM at Adam's full
+# rate the live codes' σ runs away (results page). The gaps printed in the first line
+# under the table are means over three seeds for the book's world, half the light, the
+# 16-image rows, the SGD world, the paint shift and the normalised SGD rows, six for the
+# lit world, and single seeds for the rest. Single runs vary by two to four hundredths of
+# hIoU between seeds (results page), so a gap of a few hundredths from one seed is not a
 # difference.
 #
 # Context can only pay off once the backbone sees shape. The next section finds one
-# reason why the toy backbone learns shape so slowly.
+# reason why a toy backbone can be slow to learn it.
 
 # %% [markdown]
 # ### The feature's sigmoid
@@ -450,7 +473,7 @@ line = "; ".join(f"{g}: {share_range(ns)} of h saturated" for g, ns in groups.it
 print(line + ".")
 
 # %% [markdown]
-# The preset's models keep 1% to 2% of h in the flat tails. The results page measured its
+# The preset's models keep about 1% of h in the flat tails. The results page measured its
 # other backbones with the same instrument: with SGD 4% to 9% of h lies there, with Adam
 # and no BatchNorm 63% to 71% (its `sgd-` and `adam-` runs). Adam's steps grow h quickly,
 # and E then learns through a gate that is nearly shut. That is why the Adam rows without
@@ -459,14 +482,10 @@ print(line + ".")
 # for ZS3Net, +0.015 for the live codes in the table), so the gain is the backbone's.
 # With Adam and 16 images a step (`b16-`), the backbone found more of the things that lie
 # away from their favourite stuff than with SGD (12% to 20% of their pixels against 4% to
-# 9%, results page); the preset, at 12 images a step, finds 8% to 10%, no more than SGD.
-# On the preset the live codes lead ZS3Net in 9 of the 12 runs of the results page (seeds
-# 0–5, both splits), by +0.036 on the default split and +0.017 on alt (the lines under
-# the table). Part of that lead is not the context's: the official CaGNet on the same
-# backbone, whose codes are dead, leads ZS3Net too (seeds 0–2), in 5 of 6 runs and by
-# +0.026 on each split. The live codes lead the official CaGNet in 5 of those 6 runs, by
-# +0.021 on the default split and +0.002 on alt (results page). Without the prior the
-# normalised models still find few shapes, so the sigmoid is one cause of the slow shape learning, not the only one.
+# 9%, results page); the preset on the same lit world, at 12 images a step, finds 8% to
+# 10% (`lit-` rows), no more than SGD, and on the book's world without light 35% to 41%.
+# Without the prior the normalised models still find few shapes, so the sigmoid is one
+# cause of slow shape learning, not the only one.
 #
 # The toy numbers are a small-scale picture; the [results page](../book/results.md) puts
 # them beside the paper's Pascal-VOC numbers, where CaGNet's contextual codes raise the
@@ -485,8 +504,8 @@ plt.show()
 # %% [markdown]
 # ## The confusion matrix
 #
-# Where do unseen pixels go? The rows of CaGNet's confusion matrix (ground truth),
-# normalised to sum to 1:
+# Where do unseen pixels go? The rows of the seen-only model's and CaGNet's confusion
+# matrices (ground truth, unseen classes starred), normalised to sum to 1:
 
 # %%
 matrices = {m: confusion_matrices(runs[m].model, test_set, classes.num_classes, classes.seen,
@@ -500,7 +519,7 @@ for ax, (method, mat) in zip(axes, matrices.items(), strict=True):
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set(xlabel="prediction", ylabel="ground truth", title=method)
-fig.colorbar(im, ax=axes, shrink=0.7)
+fig.colorbar(im, ax=axes, shrink=0.7, label="share of the row's ground-truth pixels")
 plt.show()
 
 # %%
@@ -539,16 +558,19 @@ print("hIoU:", {k: round(v, 3) for k, v in hiou.items()})
 #
 # - Scores come from one confusion matrix over the whole test set: seen, unseen mIoU, hIoU.
 # - Seen-only scores 0 on unseen classes; the generative methods transfer through generated
-#   features. Per-context scores show that on this world they find unseen things about
-#   equally well on every stuff.
-# - Every toy model reads a thing's colour from its pixels and its shape from the stuff
-#   around it (`prior_shortcut`). Away from its shape's favourite stuff at most 16% of a
-#   thing is found, seen or unseen, which caps what context-aware fakes can add.
+#   features. Per-context scores show that with live codes the unseen things are found
+#   better than by ZS3Net on every stuff; on the lit world the two are within 0.006 on
+#   every stuff.
+# - Every toy model reads part of a thing's shape from the stuff around it
+#   (`prior_shortcut`). An unseen thing away from its shape's favourite stuff is found for
+#   35% to 39% of its pixels, against 84% to 87% on it (8% to 10% on the lit world), which
+#   limits what context-aware fakes can add.
 # - The official feature is a sigmoid of E's output. An Adam backbone trained from scratch
 #   drives most of that output into the sigmoid's flat tails (`feature_saturation`, results
 #   page); `model.feature_norm` keeps it in the steep middle. With it (the toy preset: an
-#   Adam backbone, CM at a fifth of its rate) the live codes lead ZS3Net in 9 of 12 runs;
-#   the official CaGNet, whose codes stay dead, leads it too, by less.
+#   Adam backbone, CM at a fifth of its rate) the live codes lead ZS3Net in 6 of 6 runs
+#   (9 of 12 on the lit world); the official CaGNet, whose codes stay dead, leads it too,
+#   by less.
 # - ZS3Net's noise moves its fakes a little and says nothing about the image. CaGNet's
 #   codes move them only once they are alive (chapter 5's recipe), and then towards the
 #   context they describe.

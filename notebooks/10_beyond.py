@@ -127,8 +127,9 @@ plt.show()
 
 # %% [markdown]
 # Calibration pays off when a classifier under-predicts the unseen classes. The two
-# trained models here hardly do: the sweep's best $\gamma$ (0.25) lifts ZS3Net's hIoU
-# from 0.462 to 0.464 and leaves CaGNet's at 0.487. Calibration cannot rescue the
+# generative models here do not: ZS3Net's best $\gamma$ in the sweep is −0.25, which
+# favours the seen classes and lifts its hIoU from 0.576 to 0.578, and CaGNet's is 0
+# (0.582). Calibration cannot rescue the
 # seen-only model: pushing its seen scores down eventually lets unseen classes win, but
 # its unseen scores carry no knowledge of which unseen class a pixel is. In practice
 # $\gamma$ is chosen on held-out data, not on the test set as in this sweep.
@@ -215,8 +216,9 @@ for top_p in (1, 2, 3):
 # %% [markdown]
 # It helps when the pseudo-labels are mostly right. Whether it helps here was measured
 # with whole runs: `benchmarks/toy_results.py` trains CaGNet with `train.self_train` on
-# (`sgd-cagnet+st`, on the toy preset's earlier settings: the SGD backbone it used before
-# its Adam backbone, 16 images a step, CM 64 wide, the MMD on 256 pixels per class),
+# (`sgd-cagnet+st`, on the toy preset's earlier settings: the lit world,
+# `data.toy_lighting=1`, the SGD backbone it used before its Adam backbone, 16 images a
+# step, CM 64 wide, the MMD on 256 pixels per class),
 # whose first 2800 iterations are the plain `sgd-cagnet` run of the results page, and then
 # the self-training stage (500 iterations on pseudo-labelled batches, then 1333
 # iterations of fine-tuning, the official schedule scaled to the toy run), and scores
@@ -256,7 +258,7 @@ def compare(pairs: list[tuple[dict, dict]], change: str) -> None:
         g = [a["hiou"] - b["hiou"] for b, a in pairs if b["split"] == split]
         print(f"  {split}: mean {np.mean(g):+.3f} over {len(g)} seeds")
     clear = len(gains) > 1 and abs(gains.mean()) > 2 * sd / np.sqrt(len(gains))
-    print("verdict: " + (f"{change} {'helps' if gains.mean() > 0 else 'hurts'} on this world "
+    print("verdict: " + (f"{change} {'helps' if gains.mean() > 0 else 'hurts'} in these runs "
                          "(the mean change is more than two standard errors from 0)"
                          if clear else "no change that these runs can tell from seed noise "
                          "(the mean change is within two standard errors of 0)"))
@@ -269,7 +271,7 @@ else:
           "with the results page's command (its sgd-cagnet+st rows)")
 
 # %% [markdown]
-# On the toy world, over three seeds per split, self-training raised hIoU in 5 of the 6
+# On the lit toy world, over three seeds per split, self-training raised hIoU in 5 of the 6
 # runs, by about two hundredths on average, mostly through unseen mIoU (the output above
 # gives each run and the verdict of a test against seed noise). The paper reports a gain
 # of the same order for "+ST" on Pascal-VOC (39.7 to 43.7 hIoU, in percent), where the
@@ -361,10 +363,11 @@ print(f"a pixel's right neighbour has its class: i.i.d. {same:.0%}, patches {sam
 
 # %% [markdown]
 # Both variants were trained like every other run of the results page
-# (`benchmarks/toy_results.py`), on the earlier settings of section 2 (the SGD backbone,
-# 16 images a step; the names prefixed `sgd-`): `sgd-cagnet-patch`, the official CaGNet with
-# `model.patch_size=3`, with three seeds on each of the two splits; `sgd-live-centred-patch`,
-# chapter 5's CaGNet with live codes with it, with three seeds on the default split.
+# (`benchmarks/toy_results.py`), on the earlier settings of section 2 (the lit world, the
+# SGD backbone, 16 images a step; the names prefixed `sgd-`): `sgd-cagnet-patch`, the
+# official CaGNet with `model.patch_size=3`, with three seeds on each of the two splits;
+# `sgd-live-centred-patch`, chapter 5's CaGNet with live codes with it, with three seeds
+# on the default split.
 # `sgd-cagnet-patch-iid` tells the two changes apart: it keeps the 3 × 3 view of $C$ but
 # fine-tunes on i.i.d. maps, scored at every pixel (`train.patch_fakes=false`; seeds 0
 # and 1 of the default split). Each run is compared with the pixel-level run of the same
@@ -397,7 +400,7 @@ for pixel_name, patch_name in (("sgd-cagnet", "sgd-cagnet-patch"),
 #   the alt split in all three; over the six runs the mean change is a little below 0,
 #   within two standard errors. With live codes (`sgd-live-centred-patch`) it is lower in all
 #   three runs. The published gain on Pascal-VOC (+3.5 hIoU) does not carry over to this
-#   world.
+#   toy setting.
 # - **A classifier that reads neighbours must meet fakes with plausible neighbours.** The
 #   ablation keeps the 3 × 3 view but fine-tunes on i.i.d. maps. Its unseen mIoU falls to
 #   0.33 to 0.43 times the pixel-level model's: in fine-tuning, $C$ learns each
@@ -431,9 +434,9 @@ for pixel_name, patch_name in (("sgd-cagnet", "sgd-cagnet-patch"),
 # - Self-training labels ignored training pixels with unseen classes the model ranks high,
 #   then trains again; it helps when those pseudo-labels are mostly right.
 # - The patch-level CaGNet gives $C$ a 3 × 3 view and fine-tunes it on fakes generated
-#   for patches of real layouts, one code per patch, instead of i.i.d. pixels. On the toy
-#   world it brings no gain that seed noise cannot explain. Fine-tuned on i.i.d. maps, the
-#   3 × 3 view costs most of the unseen score.
+#   for patches of real layouts, one code per patch, instead of i.i.d. pixels. On the lit
+#   toy world with the SGD backbone it brings no gain that seed noise cannot explain.
+#   Fine-tuned on i.i.d. maps, the 3 × 3 view costs most of the unseen score.
 #
 # ## Exercises
 
