@@ -85,9 +85,10 @@ DEVIATIONS = (
         "a BatchNorm on the toy backbone's ASPP output, before CM and the sigmoid",
         "a toy backbone trained from scratch can push its output into the sigmoid's flat "
         "tails, which pass almost no gradient back to it",
-        "toy world, default split (results page): ZS3Net's hIoU 0.437 -> 0.462 and "
+        "lit toy world, default split (results page): ZS3Net's hIoU 0.437 -> 0.462 and "
         "sgd-live-centred's 0.469 -> 0.484 (`sgd-norm-` rows, 3 seeds); with an Adam "
-        "backbone 63-71% of the output lies beyond ±4 without it, about 1% with it (chapter 8)"),
+        "backbone 63-71% of the output lies beyond ±4 without it (`adam-` rows), about 1% "
+        "with it (chapter 8)"),
     Deviation(
         "Backbone optimiser (`train.backbone_optimizer`, toy preset only)",
         "SGD with momentum 0.9 and weight decay 5e-4 for E and CM (voc12.yaml back_opt: "

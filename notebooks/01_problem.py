@@ -92,9 +92,9 @@ print("unseen:", classes.unseen_names())
 # water, pale on snow. The book does not train on it, for two reasons measured on the
 # results page (its `lit-` rows). CaGNet does not need the light to show its idea: as
 # chapter 5 trains it, it leads ZS3Net by 0.051 and 0.036 hIoU on the two splits without
-# light, by 0.047 and 0.028 with it. And the light weakens every model, since a thing's
-# colour becomes less certain: the three methods score hIoU 0.435 to 0.489 lit, 0.552 to
-# 0.612 without light.
+# light, by 0.047 and 0.028 with it (the same seeds, 0–2). And the light weakens every
+# model, since a thing's colour becomes less certain: the three methods score hIoU 0.435
+# to 0.489 lit, 0.552 to 0.612 without light.
 #
 # The same prior that makes context informative also offers a shortcut. A model can guess
 # the shape from the stuff and be right seven times in ten without looking at the

@@ -98,10 +98,11 @@ plt.show()
 # fine-tuning differs where it must. With 400 fake-feature steps instead of 3,000, the
 # official fine-tuning rates (a fifth of the training rates, decayed from half-way) and
 # CE weight 0.125 left the classifier unable to learn the unseen classes. Measured on an
-# earlier version of the toy preset (SGD backbone, 16 images a step), from one
-# training-stage checkpoint (seed 0): unseen mIoU 0.02, with its CE on generated features
-# still 2.0 at the end. Fresh Adam at the training rates, decayed from iteration 600 of
-# 800, and weight 0.5 on the fakes gave 0.30, and the toy preset keeps those settings:
+# earlier version of the toy preset (SGD backbone, 16 images a step, on the lit world,
+# `data.toy_lighting=1`), from one training-stage checkpoint (seed 0): unseen mIoU 0.02,
+# with its CE on generated features still 2.0 at the end. Fresh Adam at the training
+# rates, decayed from iteration 600 of 800, and weight 0.5 on the fakes gave 0.30, and the
+# toy preset keeps those settings:
 #
 # | fine-tuning variant (seed 0, one stage-1 checkpoint, earlier preset) | seen mIoU | unseen mIoU | hIoU |
 # |---|---|---|---|

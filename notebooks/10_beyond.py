@@ -407,7 +407,7 @@ for pixel_name, patch_name in (("sgd-cagnet", "sgd-cagnet-patch"),
 #   unseen class from fakes surrounded by random classes, and on a test image it meets
 #   that class surrounded by itself and its stuff. On the same seeds, patches of real
 #   layouts give most of that back, but not all of it.
-# - **Why the toy world gains nothing from the wider view**: the toy features already
+# - **Why these toy runs gain nothing from the wider view**: the toy features already
 #   carry a context 17 feature cells wide through CM (chapter 4), and a toy object spans only
 #   4 to 7 feature cells, so a 3 × 3 view straddles an object's border over much of its
 #   area. VOC's objects span many more cells of their 46 × 46 feature maps (48 × 48 at
