@@ -321,7 +321,7 @@ def inspect_pixel(image=0, row=8, col=8, axes=None, net=None):
     axes[1].bar(["$w_1$", "$w_2$", "$w_3$"], c1.weights[0, :, row, col].numpy())
     axes[1].set(ylim=(0, 1), title="selector weights, on [0, 1]")
     axes[2].bar(range(16), c1.mu[0, :16, row, col].numpy())
-    axes[2].set(title=r"$\mu$, first 16 channels", xlabel="channel")
+    axes[2].set(title=r"$\mu$, first 16 channels", xlabel="channel", xticks=range(0, 16, 3))
     return axes
 
 
