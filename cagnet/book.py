@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 from pathlib import Path
 
 from cagnet.config import Config, get_preset
@@ -166,3 +167,9 @@ def paired_leads(rows: list[dict], name: str, rival: str) -> list[tuple[str, int
     theirs = {(r["split"], r["seed"]): r["hiou"] for r in rows if r["method"] == rival}
     return [(r["split"], r["seed"], r["hiou"] - theirs[r["split"], r["seed"]])
             for r in rows if r["method"] == name and (r["split"], r["seed"]) in theirs]
+
+
+def mean_leads(leads: list[tuple[str, int, float]]) -> dict[str, float]:
+    """{split: mean difference} of `paired_leads`' rows, splits in sorted order."""
+    return {split: statistics.fmean(g for s, _, g in leads if s == split)
+            for split in sorted({s for s, _, _ in leads})}

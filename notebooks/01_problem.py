@@ -112,22 +112,12 @@ fig = toy_world_figure(cfg.data, count=6)
 plt.show()
 
 # %% [markdown]
-# The same six training images without light (the book's world, top) and lit (bottom):
+# The same six training images in the lit world, `data.toy_lighting=1`:
 
 # %%
-from cagnet.data import render_toy  # noqa: E402
+import dataclasses  # noqa: E402
 
-d = cfg.data
-fig, axes = plt.subplots(2, 6, figsize=(10, 3.8))
-for row, lighting in enumerate((0.0, 1.0)):
-    shown = render_toy(6, d.image_size, d.data_seed, "train", lighting,
-                       d.toy_paint_shift, d.toy_prior).images
-    for ax, image in zip(axes[row], shown, strict=True):
-        ax.imshow(image.transpose(1, 2, 0))
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[row, 0].set_ylabel(f"toy_lighting={lighting:g}")
-plt.tight_layout()
+fig = toy_world_figure(dataclasses.replace(cfg.data, toy_lighting=1.0), count=6)
 plt.show()
 
 # %% [markdown]

@@ -485,7 +485,7 @@ if family:
 # results page's `-seeds3-5` rows):
 
 # %%
-from cagnet.book import paired_leads, pooled_results  # noqa: E402
+from cagnet.book import mean_leads, paired_leads, pooled_results  # noqa: E402
 
 pooled = pooled_results()  # seeds 3-5 (the `-seeds3-5` rows) join their variants
 
@@ -520,8 +520,7 @@ if splits_run:
     for rival in ("cagnet", "zs3net"):
         wins = paired_leads(pooled, "live-centred", rival)
         ahead = sum(d > 0 for *_, d in wins)
-        by_split = "; ".join(f"{sp} {np.mean([d for s_, _, d in wins if s_ == sp]):+.3f}"
-                             for sp in splits_run)
+        by_split = "; ".join(f"{sp} {m:+.3f}" for sp, m in mean_leads(wins).items())
         print(f"live-centred minus {rival}, hIoU per run (split/seed): "
               + ", ".join(f"{sp}/{se} {d:+.3f}" for sp, se, d in wins)
               + f"; ahead in {ahead} of {len(wins)}; mean {by_split}")

@@ -362,11 +362,9 @@ else:
 # some of them with no prior or the paint shift.
 
 # %%
-import statistics  # noqa: E402
+from cagnet.book import mean_leads, paired_leads, pooled_results  # noqa: E402
 
-from cagnet.book import paired_leads, pooled_results  # noqa: E402
-
-every_run = pooled_results()  # seeds 3-5 of the preset's two rows ran under their own names
+every_run = pooled_results()  # seeds 3-5 (the `-seeds3-5` rows) join their variants
 page = [r for r in every_run if r["split"] == "default"]
 worlds = {"the book's world (preset)": ("zs3net", "live-centred"),
           "preset, half the light": ("half-light-zs3net", "half-light-live-centred"),
@@ -407,9 +405,7 @@ for world, (rival, name) in (("The preset", ("zs3net", "live-centred")),
                              ("Lit", ("lit-zs3net", "lit-cagnet"))):
     leads = paired_leads(every_run, name, rival)
     if leads:
-        per_split = "; ".join(
-            f"{sp} {statistics.mean(g for s_, _, g in leads if s_ == sp):+.3f}"
-            for sp in sorted({s_ for s_, _, _ in leads}))
+        per_split = "; ".join(f"{sp} {m:+.3f}" for sp, m in mean_leads(leads).items())
         print(f"{world}, every run of both splits: hIoU of {name} minus {rival} "
               f"{', '.join(f'{g:+.3f}' for _, _, g in leads)}; mean {per_split}; "
               f"ahead in {sum(g > 0 for *_, g in leads)} of {len(leads)}.")

@@ -213,3 +213,7 @@ def test_pooled_results_count_a_variants_extra_seeds_as_its_own(monkeypatch):
     leads = book.paired_leads(pooled, "live-centred", "zs3net")
     assert [(s, n) for s, n, _ in leads] == [("alt", 0), ("alt", 3)]  # default/1: no pair
     assert [round(g, 3) for *_, g in leads] == [0.05, -0.02]
+    assert {s: round(m, 3) for s, m in book.mean_leads(leads).items()} == {"alt": 0.015}
+    two = [("default", 0, 0.1), ("alt", 0, 0.2), ("alt", 1, 0.0)]
+    assert list(book.mean_leads(two)) == ["alt", "default"]
+    assert book.mean_leads(two)["default"] == 0.1

@@ -454,7 +454,8 @@ def toy_world_figure(dcfg: DataConfig | None = None, count: int = 6) -> Figure:
     handles.append(Patch(facecolor="black", label="ignored (255)"))
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False,
                title="* unseen", title_fontsize=8)
-    fig.suptitle(f"The toy world (seed {dcfg.data_seed}, split '{classes.split}')")
+    light = f", toy_lighting={dcfg.toy_lighting:g}" if dcfg.toy_lighting else ""
+    fig.suptitle(f"The toy world (seed {dcfg.data_seed}, split '{classes.split}'{light})")
     fig.tight_layout(rect=(0, 0, 1 - 1.9 / width, 1))
     return fig
 
